@@ -1,0 +1,180 @@
+"""``tessera-devstack``: the whole platform on this machine, without Docker.
+
+``run``   start Kafka, FerretDB and the four services on fixed ports (each overridable),
+          print the URLs and the operator key, and stop everything on Ctrl-C.
+``keys``  print a fresh operator key and gateway key pair as ``export`` lines
+          (for docker compose or a hand-run service).
+``fetch`` fetch Kafka's jars and build FerretDB into .cache/ (what ``run`` does first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tessera_common.identity import generate_signing_key
+from tessera_devstack.processes import (
+    REPO,
+    FerretConfig,
+    KafkaConfig,
+    Server,
+    spawn,
+    ensure_ferretdb,
+    ensure_kafka_jars,
+    port_open,
+    start_ferretdb,
+    start_kafka,
+    wait_for_kafka,
+)
+
+SERVICES = ("enrolment", "dialogue", "rights", "analytics")
+
+
+class StackSettings(BaseSettings):
+    """Ports of ``make run``; each can be overridden, e.g. ``TESSERA_KAFKA_PORT=19092``."""
+
+    model_config = SettingsConfigDict(env_prefix="TESSERA_", extra="ignore")
+
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    store_port: int = 27017
+    enrolment_port: int = 8001
+    dialogue_port: int = 8002
+    rights_port: int = 8003
+    analytics_port: int = 8004
+    run_dir: Path = REPO / ".run"
+
+
+def _keys() -> dict[str, str]:
+    private, public = generate_signing_key()
+    return {
+        "TESSERA_OPERATOR_KEY": secrets.token_urlsafe(32),
+        "TESSERA_GATEWAY_SIGNING_KEY": private,
+        "TESSERA_GATEWAY_PUBLIC_KEY": public,
+    }
+
+
+def _wait_http(port: int, path: str, timeout: float) -> bool:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def run(settings: StackSettings) -> int:
+    ports = {
+        "kafka": settings.kafka_port, "kafka controller": settings.kafka_controller_port,
+        "store": settings.store_port, **{s: getattr(settings, f"{s}_port") for s in SERVICES},
+    }
+    busy = [f"{name} ({port})" for name, port in ports.items() if port_open(port)]
+    if busy:
+        print(f"ports already in use: {', '.join(busy)}; stop what holds them or set TESSERA_<NAME>_PORT",
+              file=sys.stderr)
+        return 1
+
+    generated = [k for k in ("TESSERA_OPERATOR_KEY",) if not os.environ.get(k)]
+    keys = _keys()
+    env = dict(os.environ)
+    for name in ("TESSERA_OPERATOR_KEY",):
+        env.setdefault(name, keys[name])
+    if not env.get("TESSERA_GATEWAY_SIGNING_KEY"):
+        env["TESSERA_GATEWAY_SIGNING_KEY"] = keys["TESSERA_GATEWAY_SIGNING_KEY"]
+        env["TESSERA_GATEWAY_PUBLIC_KEY"] = keys["TESSERA_GATEWAY_PUBLIC_KEY"]
+
+    servers: list[Server] = []
+
+    def stop_all(*_: object) -> None:
+        for server in reversed(servers):
+            server.stop()
+
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        print("starting Kafka and FerretDB (the first run fetches Kafka's jars and builds FerretDB)...")
+        servers.append(start_kafka(KafkaConfig(
+            settings.run_dir / "kafka", settings.kafka_port, settings.kafka_controller_port)))
+        servers.append(start_ferretdb(FerretConfig(settings.run_dir / "ferretdb", settings.store_port)))
+        bootstrap = f"127.0.0.1:{settings.kafka_port}"
+        wait_for_kafka(bootstrap)
+        env.update(
+            TESSERA_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+            TESSERA_MONGO_URL=f"mongodb://127.0.0.1:{settings.store_port}/",
+        )
+        bin_dir = Path(sys.executable).parent
+        for service in SERVICES:
+            port = getattr(settings, f"{service}_port")
+            command = shutil.which(f"tessera-{service}", path=str(bin_dir)) or f"tessera-{service}"
+            servers.append(spawn(
+                service, [command], settings.run_dir / "logs" / f"{service}.log",
+                env={**env, "TESSERA_PORT": str(port)},
+            ))
+        for service in SERVICES:
+            port = getattr(settings, f"{service}_port")
+            if not _wait_http(port, "/readyz", 60):
+                server = next(s for s in servers if s.name == service)
+                print(f"{service} did not become ready:\n{server.tail()}", file=sys.stderr)
+                stop_all()
+                return 1
+
+        print("\nTessera is running (Ctrl-C stops everything started here):")
+        for service in SERVICES:
+            port = getattr(settings, f"{service}_port")
+            print(f"  {service:<10} http://127.0.0.1:{port}   (API docs: /docs)")
+        print(f"  kafka      127.0.0.1:{settings.kafka_port}")
+        print(f"  store      mongodb://127.0.0.1:{settings.store_port}/  (FerretDB on SQLite)")
+        print(f"  logs       {settings.run_dir / 'logs'}")
+        if generated:
+            print(f"\n  operator key (generated for this run): {env['TESSERA_OPERATOR_KEY']}")
+        else:
+            print("\n  operator key: the TESSERA_OPERATOR_KEY you set")
+        sys.stdout.flush()
+        while all(s.process.poll() is None for s in servers):
+            time.sleep(0.5)
+        dead = [s for s in servers if s.process.poll() is not None]
+        for server in dead:
+            print(f"{server.name} stopped unexpectedly:\n{server.tail()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping...")
+        return 0
+    finally:
+        # A second Ctrl-C (or uv forwarding the first) must not cut the shutdown short
+        # and leave servers running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stop_all()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="tessera-devstack", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["run", "keys", "fetch"])
+    args = parser.parse_args()
+    if args.command == "keys":
+        for name, value in _keys().items():
+            print(f"export {name}={value}")
+        return
+    if args.command == "fetch":
+        print(ensure_kafka_jars())
+        print(ensure_ferretdb())
+        return
+    sys.exit(run(StackSettings()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""Start and stop the Docker-free stack's servers as local processes.
+
+Apache Kafka runs from Maven Central jars on the machine's JDK 17 (KRaft, one node
+that is both broker and controller); FerretDB v1.24.2 runs on an SQLite directory.
+Both are fetched or built once into the repository's ignored ``.cache/`` and reused.
+Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[4]
+DEPLOY_LOCAL = REPO / "deploy" / "local"
+CACHE = Path(os.environ.get("TESSERA_CACHE_DIR", REPO / ".cache"))
+KAFKA_LIBS = CACHE / "kafka" / "libs"
+FERRETDB_BIN = CACHE / "bin" / "ferretdb"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+def ensure_kafka_jars() -> Path:
+    """Resolve ``org.apache.kafka:kafka_2.13`` and its runtime dependencies with Maven."""
+    marker = KAFKA_LIBS / ".complete"
+    if not marker.exists():
+        KAFKA_LIBS.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(DEPLOY_LOCAL / "kafka" / "pom.xml"),
+                "dependency:copy-dependencies", "-DincludeScope=runtime",
+                f"-DoutputDirectory={KAFKA_LIBS}",
+            ],
+            check=True,
+        )
+        marker.touch()
+    return KAFKA_LIBS
+
+
+def ensure_ferretdb() -> Path:
+    """Build FerretDB v1.24.2 from the Go module proxy (pinned in deploy/local/ferretdb)."""
+    if not FERRETDB_BIN.exists():
+        FERRETDB_BIN.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["go", "build", "-trimpath", "-o", str(FERRETDB_BIN), "."],
+            cwd=DEPLOY_LOCAL / "ferretdb",
+            check=True,
+            env={**os.environ, "CGO_ENABLED": "0"},
+        )
+    return FERRETDB_BIN
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+    port: int = 0
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+    def tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+def spawn(
+    name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None, port: int = 0
+) -> Server:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
+    process = subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True, env=env,
+    )
+    log.close()
+    return Server(name, process, log_path, port)
+
+
+def _wait_for_port(server: Server, port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.name} exited with {server.process.returncode}:\n{server.tail()}")
+        if port_open(port):
+            return
+        time.sleep(0.2)
+    server.stop()
+    raise TimeoutError(f"{server.name} did not listen on {port} within {timeout}s:\n{server.tail()}")
+
+
+@dataclass
+class KafkaConfig:
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    controller_port: int = field(default_factory=free_port)
+    heap: str = "512m"
+
+
+def start_kafka(config: KafkaConfig, timeout: float = 90.0) -> Server:
+    libs = ensure_kafka_jars()
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    properties = config.data_dir / "server.properties"
+    log_dirs = config.data_dir / "log"
+    properties.write_text(
+        "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@127.0.0.1:{config.controller_port}",
+                f"listeners=PLAINTEXT://127.0.0.1:{config.port},CONTROLLER://127.0.0.1:{config.controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{config.port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"log.dirs={log_dirs}",
+                "num.partitions=3",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=10",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "auto.create.topics.enable=true",
+                "",
+            ]
+        )
+    )
+    java = shutil.which("java") or "java"
+    classpath = f"{libs}/*"
+    if not (log_dirs / "meta.properties").exists():
+        subprocess.run(
+            [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
+             "-t", uuid.uuid4().hex[:22], "-c", str(properties), "--ignore-formatted"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    server = spawn(
+        "kafka",
+        [java, f"-Xmx{config.heap}", f"-Xms{config.heap}", "-XX:+UseG1GC",
+         "-Djava.awt.headless=true", "-cp", classpath, "kafka.Kafka", str(properties)],
+        config.data_dir / "kafka.log",
+        port=config.port,
+    )
+    _wait_for_port(server, config.port, timeout)
+    return server
+
+
+@dataclass
+class FerretConfig:
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+
+
+def start_ferretdb(config: FerretConfig, timeout: float = 30.0) -> Server:
+    binary = ensure_ferretdb()
+    sqlite_dir = config.data_dir / "sqlite"
+    sqlite_dir.mkdir(parents=True, exist_ok=True)
+    server = spawn(
+        "ferretdb",
+        [str(binary), f"--listen-addr=127.0.0.1:{config.port}", "--handler=sqlite",
+         f"--sqlite-url=file:{sqlite_dir}/", "--log-level=warn"],
+        config.data_dir / "ferretdb.log",
+        port=config.port,
+    )
+    _wait_for_port(server, config.port, timeout)
+    return server
+
+
+def wait_for_kafka(bootstrap: str, timeout: float = 60.0) -> None:
+    """The port opens before the broker can serve metadata; wait for the latter."""
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def probe() -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+            try:
+                await admin.start()
+                await admin.list_topics()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+            finally:
+                with contextlib.suppress(Exception):
+                    await admin.close()
+
+    asyncio.run(probe())

@@ -1,0 +1,86 @@
+"""The Kafka broker every service uses, and the topics it needs.
+
+Producers wait for all in-sync replicas (``acks="all"``) and are idempotent, so a
+retried send never writes a second copy. Trace context rides in message headers via
+FastStream's telemetry middleware.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from opentelemetry.sdk.trace import TracerProvider
+
+from tessera_common.events import DeadLetter, Topics
+from tessera_common.logs import get_logger
+
+log = get_logger(__name__)
+
+
+def make_broker(bootstrap_servers: str, tracer_provider: TracerProvider | None = None) -> KafkaBroker:
+    return KafkaBroker(
+        bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        middlewares=[KafkaTelemetryMiddleware(tracer_provider=tracer_provider)],
+        log_level=30,  # FastStream's per-message INFO lines carry topic and offsets only, but are noise
+    )
+
+
+async def ensure_topics(
+    bootstrap_servers: str,
+    topics: list[str] | None = None,
+    partitions: int = 3,
+    replication_factor: int = 1,
+) -> None:
+    """Create Tessera's topics if they are missing; an existing topic is left alone."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in (topics or Topics.all()) if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(t, num_partitions=partitions, replication_factor=replication_factor) for t in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another service created it between our list and create
+    finally:
+        await admin.close()
+
+
+async def dead_letter(
+    broker: KafkaBroker,
+    *,
+    consumer: str,
+    topic: str,
+    payload: bytes,
+    reason: str,
+    partition: int | None = None,
+    offset: int | None = None,
+) -> None:
+    """Park a message the consumer cannot handle, with why, so the consumer moves on.
+
+    ``reason`` must be a description of the failure, never the payload's content."""
+    letter = DeadLetter(
+        consumer=consumer,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        reason=reason[:500],
+        payload_sha256=hashlib.sha256(payload).hexdigest(),
+        payload_bytes=len(payload),
+    )
+    await broker.publish(letter.model_dump(mode="json"), Topics.DEAD_LETTER)
+    log.warning("dead_lettered", consumer=consumer, topic=topic, partition=partition, offset=offset)
+
+
+def raw_message_position(message: Any) -> tuple[int | None, int | None]:
+    raw = getattr(message, "raw_message", None)
+    return getattr(raw, "partition", None), getattr(raw, "offset", None)

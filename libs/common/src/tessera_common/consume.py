@@ -1,0 +1,98 @@
+"""How every Tessera consumer treats a message: at least once, idempotent, never stuck.
+
+- A message that does not parse as its event model, or whose handler fails with a
+  bug rather than an outage, is dead-lettered with the reason, and the consumer moves
+  on (DESIGN.md §3).
+- A store that is down is waited for: the handler is retried with capped exponential
+  back-off until it succeeds, so a message is never skipped and order within the
+  partition is kept. The offset is committed only after the handler succeeded.
+- Handlers themselves must be idempotent (redelivery after a crash is normal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import BaseModel, ValidationError
+from pymongo.errors import PyMongoError
+
+from tessera_common.broker import dead_letter
+from tessera_common.logs import get_logger
+
+log = get_logger(__name__)
+
+E = TypeVar("E", bound=BaseModel)
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (PyMongoError, ConnectionError, TimeoutError)
+
+
+def subscribe(
+    broker: KafkaBroker,
+    *,
+    topic: str,
+    consumer: str,
+    model: type[E],
+    handler: Callable[[E], Awaitable[Any]],
+    max_backoff_seconds: float = 30.0,
+) -> None:
+    """Register ``handler`` for ``topic`` in consumer group ``consumer``."""
+
+    @broker.subscriber(
+        topic,
+        group_id=consumer,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK,
+        title=f"{consumer}:{topic}",
+    )
+    async def _on_message(message: KafkaMessage) -> None:
+        raw: bytes = message.body
+        partition = getattr(message.raw_message, "partition", None)
+        offset = getattr(message.raw_message, "offset", None)
+        try:
+            event = model.model_validate_json(raw)
+        except ValidationError as exc:
+            reason = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()[:5]
+            )
+            await dead_letter(
+                broker,
+                consumer=consumer,
+                topic=topic,
+                payload=raw,
+                reason=f"does not match {model.__name__}: {reason}",
+                partition=partition,
+                offset=offset,
+            )
+            return
+        backoff = 0.2
+        while True:
+            try:
+                await handler(event)
+                return
+            except TRANSIENT_ERRORS as exc:
+                log.warning(
+                    "handler_retrying",
+                    consumer=consumer,
+                    topic=topic,
+                    error=type(exc).__name__,
+                    retry_in=backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, max_backoff_seconds)
+            except Exception as exc:  # a bug, not an outage: park it rather than lose it
+                log.exception("handler_failed", consumer=consumer, topic=topic)
+                await dead_letter(
+                    broker,
+                    consumer=consumer,
+                    topic=topic,
+                    payload=raw,
+                    reason=f"handler raised {type(exc).__name__}",
+                    partition=partition,
+                    offset=offset,
+                )
+                return

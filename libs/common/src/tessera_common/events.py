@@ -1,0 +1,211 @@
+"""Every event Tessera puts on Kafka, and the topic each one travels on.
+
+The vocabulary of what happened, readable in one screen. Each event is a CloudEvents
+1.0 envelope (``id``, ``source``, ``type``, ``time``, ``subject``) plus ``tenant_id``,
+with a versioned ``type`` and a typed ``data`` body. A breaking change to a ``data``
+model gets a new ``type`` (``...v2``) and a new topic; consumers deduplicate by ``id``.
+
+Participant-scoped events are keyed by participant ID (:func:`partition_key`), so one
+participant's events keep their order within a topic. Trace context does not live
+here: it travels in Kafka headers (W3C ``traceparent``), set by the telemetry
+middleware.
+
+Personal data rules (DESIGN.md §1, §4.3): no event carries a device token, an API key,
+an IP address, or free text in plaintext. Free text travels only as AES-GCM ciphertext
+under the participant's data key (:class:`EncryptedText`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, ClassVar, Literal
+from uuid import uuid4
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+# Identifiers are opaque tokens we generate; the pattern keeps Mongo operators,
+# dots and whitespace out of anything that becomes a key or a filter value.
+OpaqueId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Platform = Literal["ios", "android"]
+FormFactor = Literal["phone", "tablet"]
+ErasureReason = Literal["participant", "tenant", "retention"]
+
+
+class Topics:
+    """Topic names in one place: one event type per topic, versioned with the type."""
+
+    TENANT_REGISTERED: ClassVar[str] = "tessera.tenant-registered.v1"
+    DEVICE_ENROLLED: ClassVar[str] = "tessera.device-enrolled.v1"
+    ANSWER_SUBMITTED: ClassVar[str] = "tessera.answer-submitted.v1"
+    ERASURE_REQUESTED: ClassVar[str] = "tessera.erasure-requested.v1"
+    STORE_ERASURE_COMPLETED: ClassVar[str] = "tessera.store-erasure-completed.v1"
+    DEAD_LETTER: ClassVar[str] = "tessera.dead-letter.v1"
+
+    @classmethod
+    def all(cls) -> list[str]:
+        return [
+            cls.TENANT_REGISTERED,
+            cls.DEVICE_ENROLLED,
+            cls.ANSWER_SUBMITTED,
+            cls.ERASURE_REQUESTED,
+            cls.STORE_ERASURE_COMPLETED,
+            cls.DEAD_LETTER,
+        ]
+
+    @staticmethod
+    def for_tenant(tenant_id: str) -> str:
+        """A tenant's own topic. The shared prefix lets a Kafka ACL on
+        ``tenant.<tenant_id>.`` (prefixed) isolate tenants from each other."""
+        return f"tenant.{tenant_id}.events.v1"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventEnvelope(BaseModel):
+    """CloudEvents 1.0 attributes plus ``tenant_id``; ``data`` is declared per event."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(default_factory=lambda: str(uuid4()))
+    source: str
+    type: str
+    time: datetime = Field(default_factory=_now)
+    subject: str | None = None
+    tenant_id: OpaqueId
+    datacontenttype: Literal["application/json"] = "application/json"
+
+
+class EncryptedText(BaseModel):
+    """Free text sealed with the participant's data key (AES-256-GCM).
+
+    Erasure destroys the key, which makes every copy in Kafka unreadable at once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_id: OpaqueId
+    nonce: str  # base64
+    ciphertext: str  # base64, includes the GCM tag
+
+
+# --- tenants ---------------------------------------------------------------
+
+
+class TenantRegisteredData(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    region: str
+    #: SHA-256 of the tenant's 256-bit API key, so other services can verify the key
+    #: without a call to enrolment; the key itself is never on the wire.
+    api_key_sha256: str
+    min_group_size: int = Field(default=5, ge=3)
+
+
+class TenantRegistered(EventEnvelope):
+    type: Literal["io.tessera.tenant.registered.v1"] = "io.tessera.tenant.registered.v1"
+    data: TenantRegisteredData
+
+
+# --- devices ---------------------------------------------------------------
+
+
+class DeviceEnrolledData(BaseModel):
+    """Exactly the device facts DESIGN.md §1 allows, and nothing else."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    participant_id: OpaqueId
+    platform: Platform
+    form_factor: FormFactor
+    enrolled_at: datetime
+
+
+class DeviceEnrolled(EventEnvelope):
+    type: Literal["io.tessera.device.enrolled.v1"] = "io.tessera.device.enrolled.v1"
+    data: DeviceEnrolledData
+
+
+# --- answers ---------------------------------------------------------------
+
+
+class AnswerSubmittedData(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    participant_id: OpaqueId
+    dialogue_id: OpaqueId
+    question_id: OpaqueId
+    answer_id: OpaqueId
+    question_kind: Literal["open_text", "idea", "single_choice", "multiple_choice", "scale"]
+    #: Choice keys or a scale value: not free text, so not encrypted.
+    choices: list[OpaqueId] = Field(default_factory=list)
+    scale_value: int | None = None
+    text: EncryptedText | None = None
+    submitted_at: datetime
+
+
+class AnswerSubmitted(EventEnvelope):
+    type: Literal["io.tessera.answer.submitted.v1"] = "io.tessera.answer.submitted.v1"
+    data: AnswerSubmittedData
+
+
+# --- erasure ---------------------------------------------------------------
+
+
+class ErasureRequestedData(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: OpaqueId
+    participant_id: OpaqueId
+    reason: ErasureReason
+    requested_at: datetime
+
+
+class ErasureRequested(EventEnvelope):
+    type: Literal["io.tessera.erasure.requested.v1"] = "io.tessera.erasure.requested.v1"
+    data: ErasureRequestedData
+
+
+class StoreErasureCompletedData(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: OpaqueId
+    #: The store that confirmed, as named in the rights service's data map.
+    store: str
+    documents_deleted: int = Field(ge=0)
+    completed_at: datetime
+
+
+class StoreErasureCompleted(EventEnvelope):
+    type: Literal["io.tessera.erasure.store-completed.v1"] = (
+        "io.tessera.erasure.store-completed.v1"
+    )
+    data: StoreErasureCompletedData
+
+
+# --- dead letters ----------------------------------------------------------
+
+
+class DeadLetter(BaseModel):
+    """What a consumer could not handle, with the reason; the consumer moves on.
+
+    Holds the original bytes only as their length and a digest: a message that failed
+    validation may carry anything, personal data included."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(default_factory=lambda: str(uuid4()))
+    consumer: str
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+    reason: str
+    payload_sha256: str
+    payload_bytes: int
+    time: datetime = Field(default_factory=_now)
+
+
+def partition_key(participant_id: str) -> bytes:
+    """Kafka key for participant-scoped events: keeps one participant's order."""
+    return participant_id.encode()

@@ -1,0 +1,157 @@
+"""HTTP wiring every service shares: health and readiness, metrics, body limits,
+bearer authentication primitives and the error shape.
+
+Every error a client gets is ``{"detail": {"code": ..., "message": ...}}`` (or FastAPI's
+validation list for 422), with a reason a developer can act on and nothing echoed
+that the client did not send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tessera_common.secrets import constant_time_equals, secret_hash
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+
+def problem(status_code: int, code: str, message: str, headers: dict[str, str] | None = None) -> HTTPException:
+    return HTTPException(status_code=status_code, detail={"code": code, "message": message}, headers=headers)
+
+
+class BodySizeLimit:
+    """Refuse bodies over ``max_bytes`` with 413 before the app reads them.
+
+    Starlette has no body cap of its own; this checks ``Content-Length`` up front and
+    counts streamed (chunked) bodies as they arrive, so a lying client is caught too."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._too_large(send)
+            return
+        received = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not response_started:
+                await self._too_large(send)
+
+    async def _too_large(self, send: Send) -> None:
+        response = JSONResponse(
+            {"detail": {"code": "body_too_large", "message": f"request body exceeds {self.max_bytes} bytes"}},
+            status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+        )
+        await response({"type": "http"}, _empty_receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _empty_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    # Keep FastAPI's locations and messages, drop the echoed input: it can be large
+    # and is never needed to understand the error.
+    errors = [{k: v for k, v in error.items() if k in ("type", "loc", "msg")} for error in exc.errors()]
+    return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Alive: the process answers. Says nothing about its dependencies."""
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Ready: every dependency this service needs (broker, store) answers now."""
+        results = {name: await check() for name, check in checks.items()}
+        ready = all(results.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "checks": results},
+            status_code=200 if ready else 503,
+        )
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def install_common(app: FastAPI, max_body_bytes: int, checks: dict[str, ReadinessCheck]) -> None:
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.include_router(health_router(checks))
+
+
+bearer_scheme = HTTPBearer(auto_error=False)
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+
+UNAUTHORISED_HEADERS = {"WWW-Authenticate": "Bearer"}
+
+
+def require_bearer(credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None or not credentials.credentials:
+        raise problem(401, "missing_credentials", "send 'Authorization: Bearer <key>'", UNAUTHORISED_HEADERS)
+    return credentials.credentials
+
+
+def check_operator_key(presented: str, expected: str) -> None:
+    if not constant_time_equals(presented, expected):
+        raise problem(401, "invalid_operator_key", "the operator key is not valid", UNAUTHORISED_HEADERS)
+
+
+async def authorise_tenant(
+    presented_key: str,
+    tenant_id: str,
+    tenant_for_key_hash: Callable[[str], Awaitable[str | None]],
+) -> None:
+    """A tenant API key opens its own tenant's routes and nothing else.
+
+    An unknown key is 401; a valid key on another tenant's path is 403 whether or not
+    that tenant exists, so the answer reveals no other tenant."""
+    owner = await tenant_for_key_hash(secret_hash(presented_key))
+    if owner is None:
+        raise problem(401, "invalid_api_key", "the tenant API key is not valid", UNAUTHORISED_HEADERS)
+    if not constant_time_equals(owner, tenant_id):
+        raise problem(403, "wrong_tenant", "this API key does not belong to the tenant in the path")
+
+

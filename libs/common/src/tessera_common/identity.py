@@ -1,0 +1,90 @@
+"""How the enrolment gateway vouches for a participant to the services behind it.
+
+The gateway is the only service that sees device tokens. For a participant request
+it forwards to dialogue or rights, it checks the token, then attaches a short-lived
+assertion: a JWT signed with the gateway's Ed25519 key (``EdDSA``), naming the
+participant (``sub``), their tenant (``tid``) and the one service it is meant for
+(``aud``). Downstream services verify it with the gateway's public key alone, so they
+need neither the token nor the gateway's database, and a stolen assertion is useless
+to another service and dead within a minute.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass
+from uuid import uuid4
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+ASSERTION_HEADER = "X-Tessera-Participant-Assertion"
+ISSUER = "tessera-enrolment"
+DEFAULT_TTL_SECONDS = 60
+
+
+class InvalidAssertion(Exception):
+    """The assertion is missing, forged, expired or meant for another service."""
+
+
+@dataclass(frozen=True)
+class Participant:
+    participant_id: str
+    tenant_id: str
+
+
+def generate_signing_key() -> tuple[str, str]:
+    """A new gateway key pair as base64 of the raw 32-byte private and public keys."""
+    private = Ed25519PrivateKey.generate()
+    return _b64(private.private_bytes_raw()), public_key_of(_b64(private.private_bytes_raw()))
+
+
+def public_key_of(private_key_b64: str) -> str:
+    private = Ed25519PrivateKey.from_private_bytes(base64.b64decode(private_key_b64))
+    return _b64(private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+
+
+def sign_assertion(
+    private_key_b64: str,
+    participant: Participant,
+    audience: str,
+    ttl_seconds: int = DEFAULT_TTL_SECONDS,
+    now: float | None = None,
+) -> str:
+    issued = int(now if now is not None else time.time())
+    claims = {
+        "iss": ISSUER,
+        "aud": audience,
+        "sub": participant.participant_id,
+        "tid": participant.tenant_id,
+        "iat": issued,
+        "exp": issued + ttl_seconds,
+        "jti": str(uuid4()),
+    }
+    key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(private_key_b64))
+    return jwt.encode(claims, key, algorithm="EdDSA")
+
+
+def verify_assertion(public_key_b64: str, token: str, audience: str) -> Participant:
+    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64))
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=["EdDSA"],  # pinned: no "alg": "none", no HMAC confusion
+            audience=audience,
+            issuer=ISSUER,
+            options={"require": ["exp", "iat", "sub", "aud", "iss"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise InvalidAssertion(type(exc).__name__) from None
+    tenant_id = claims.get("tid")
+    if not isinstance(tenant_id, str):
+        raise InvalidAssertion("MissingTenant")
+    return Participant(participant_id=claims["sub"], tenant_id=tenant_id)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()

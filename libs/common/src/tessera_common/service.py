@@ -1,0 +1,100 @@
+"""The bootstrap every service's ``app.py`` calls: one place that wires settings,
+telemetry, broker and store into a FastAPI app, with all I/O inside the lifespan.
+
+Tests call the same ``create_app(settings)`` with their own settings (the ports of the
+session's Kafka and store) instead of patching internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import APIRouter, FastAPI
+from faststream.kafka import KafkaBroker
+from opentelemetry.sdk.trace.export import SpanExporter
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from tessera_common.broker import ensure_topics, make_broker
+from tessera_common.http import install_common
+from tessera_common.logs import configure_logging, get_logger
+from tessera_common.mongo import make_mongo_client, ping
+from tessera_common.outbox import OutboxRelay
+from tessera_common.settings import ServiceSettings
+from tessera_common.telemetry import Telemetry, setup_telemetry
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Wiring:
+    settings: ServiceSettings
+    telemetry: Telemetry
+    broker: KafkaBroker
+    mongo: AsyncMongoClient
+    db: AsyncDatabase
+
+
+def wire(settings: ServiceSettings, span_exporter: SpanExporter | None = None) -> Wiring:
+    """Build the clients; nothing connects until the app's lifespan starts."""
+    configure_logging(settings.service_name, settings.log_level)
+    telemetry = setup_telemetry(settings.service_name, settings.otlp_endpoint, span_exporter)
+    broker = make_broker(settings.kafka_bootstrap_servers, telemetry.tracer_provider)
+    mongo = make_mongo_client(settings.mongo_url)
+    return Wiring(settings, telemetry, broker, mongo, mongo[settings.mongo_database])
+
+
+def service_app(
+    wiring: Wiring,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter] = (),
+    on_start: Callable[[], Awaitable[None]] | None = None,
+    relay: OutboxRelay | None = None,
+) -> FastAPI:
+    settings = wiring.settings
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await ensure_topics(settings.kafka_bootstrap_servers)
+        if on_start is not None:
+            await on_start()
+        await wiring.broker.start()
+        sweeper = asyncio.create_task(relay.run(settings.outbox_sweep_seconds)) if relay else None
+        log.info("service_started", port=settings.port)
+        try:
+            yield
+        finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+            await wiring.broker.stop()
+            await wiring.mongo.close()
+            wiring.telemetry.shutdown()
+
+    async def broker_ready() -> bool:
+        try:
+            return bool(await wiring.broker.ping(timeout=2.0))
+        except Exception:
+            return False
+
+    async def store_ready() -> bool:
+        return await ping(wiring.db)
+
+    app = FastAPI(title=title, description=description, version="1", lifespan=lifespan)
+    app.state.wiring = wiring
+    install_common(app, settings.max_body_bytes, {"broker": broker_ready, "store": store_ready})
+    for router in routers:
+        app.include_router(router)
+    wiring.telemetry.instrument_app(app)
+    return app
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_config=None)

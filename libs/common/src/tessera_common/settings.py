@@ -1,0 +1,52 @@
+"""Typed settings shared by every service: read from the environment (prefix ``TESSERA_``).
+
+Each service subclasses :class:`ServiceSettings` with its own port and database name,
+so one process never needs to know another's settings. Defaults run the local stack.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Values that must never reach a non-development deployment.
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "dev-operator-key"})
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TESSERA_", extra="ignore")
+
+    service_name: str = "tessera"
+    environment: Literal["development", "test", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    mongo_url: str = "mongodb://127.0.0.1:27017/"
+    mongo_database: str = "tessera"
+
+    #: OTLP/HTTP traces endpoint (e.g. http://jaeger:4318/v1/traces); unset = no export.
+    otlp_endpoint: str | None = None
+    log_level: str = "INFO"
+
+    #: Operator's bearer key: creates tenants. Unset in development means "generate one".
+    operator_key: SecretStr = SecretStr("dev-operator-key")
+
+    #: Gateway's Ed25519 public key (base64 of the 32 raw bytes) that downstream services
+    #: use to verify participant assertions forwarded by the enrolment gateway.
+    gateway_public_key: str | None = None
+
+    #: Largest HTTP request body accepted, in bytes; anything larger gets 413.
+    max_body_bytes: int = Field(default=16 * 1024, ge=1024)
+
+    #: How often the outbox relay looks for events whose publish was interrupted.
+    outbox_sweep_seconds: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_outside_development(self) -> ServiceSettings:
+        if self.environment == "production":
+            if self.operator_key.get_secret_value() in PLACEHOLDER_SECRETS:
+                raise ValueError("TESSERA_OPERATOR_KEY must be set to a real secret in production")
+        return self

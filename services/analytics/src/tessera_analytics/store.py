@@ -1,0 +1,59 @@
+"""Analytics' MongoDB collections; nothing else touches them.
+
+- ``tenants``: tenant ID → API key hash and minimum group size (from ``tenant-registered``).
+- ``device_contributions``: one document per enrolled participant (``_id`` is the
+  participant ID), so a redelivered ``device-enrolled`` is a no-op insert.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+
+class AnalyticsStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self.tenants = db["tenants"]
+        self.device_contributions = db["device_contributions"]
+
+    async def ensure_indexes(self) -> None:
+        await self.tenants.create_index([("api_key_sha256", ASCENDING)], unique=True)
+        await self.device_contributions.create_index([("tenant_id", ASCENDING)])
+
+    async def upsert_tenant(self, tenant_id: str, api_key_sha256: str, min_group_size: int) -> None:
+        await self.tenants.update_one(
+            {"_id": tenant_id},
+            {"$set": {"api_key_sha256": api_key_sha256, "min_group_size": min_group_size}},
+            upsert=True,
+        )
+
+    async def tenant_for_key_hash(self, api_key_sha256: str) -> str | None:
+        tenant = await self.tenants.find_one({"api_key_sha256": api_key_sha256}, {"_id": 1})
+        return tenant["_id"] if tenant else None
+
+    async def min_group_size(self, tenant_id: str) -> int | None:
+        tenant = await self.tenants.find_one({"_id": tenant_id}, {"min_group_size": 1})
+        return tenant["min_group_size"] if tenant else None
+
+    async def add_device(self, contribution: dict[str, Any]) -> bool:
+        """Record one participant's device once; False when it was already counted."""
+        try:
+            await self.device_contributions.insert_one(contribution)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def device_counts(self, tenant_id: str) -> dict[tuple[str, str], int]:
+        pipeline = [
+            {"$match": {"tenant_id": tenant_id}},
+            {"$group": {"_id": {"platform": "$platform", "form_factor": "$form_factor"}, "n": {"$sum": 1}}},
+        ]
+        cursor = await self.device_contributions.aggregate(pipeline)
+        return {(row["_id"]["platform"], row["_id"]["form_factor"]): row["n"] async for row in cursor}
+
+    async def erase_participant(self, tenant_id: str, participant_id: str) -> int:
+        result = await self.device_contributions.delete_one({"_id": participant_id, "tenant_id": tenant_id})
+        return result.deleted_count

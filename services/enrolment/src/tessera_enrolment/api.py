@@ -1,0 +1,298 @@
+"""Enrolment's HTTP routes: operator, tenant and device. Thin: validate, decide with
+:mod:`.domain`, persist with :mod:`.store`, publish through the outbox relay."""
+
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from limits import parse
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from opentelemetry import metrics
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+
+from tessera_common.events import (
+    DeviceEnrolled,
+    DeviceEnrolledData,
+    FormFactor,
+    Platform,
+    TenantRegistered,
+    TenantRegisteredData,
+)
+from tessera_common.http import (
+    UNAUTHORISED_HEADERS,
+    BearerCredentials,
+    authorise_tenant,
+    check_operator_key,
+    problem,
+    require_bearer,
+)
+from tessera_common.logs import get_logger
+from tessera_common.netaddr import truncate_ip
+from tessera_common.outbox import OutboxRelay
+from tessera_common.secrets import new_id, new_secret, secret_hash
+from tessera_enrolment import domain
+from tessera_enrolment.store import CodeTaken, EnrolmentStore
+
+log = get_logger(__name__)
+SOURCE = "tessera/enrolment"
+TenantId = Annotated[str, Path(pattern=r"^t_[A-Za-z0-9_-]{8,40}$", description="the tenant's ID")]
+
+
+class Strict(BaseModel):
+    """Request bodies: unknown fields are refused, and so are coerced types: the
+    fields use ``StrictInt``/``str``, so ``"5"`` is not 5 and ``{"$gt": ""}`` is not a code."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TenantIn(Strict):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=120, strip_whitespace=True)]
+    region: Annotated[str, StringConstraints(pattern=r"^eu-[a-z0-9-]{1,30}$")] = Field(
+        description="where the tenant's data lives; Tessera keeps data in the EU, so eu-*"
+    )
+
+
+class TenantOut(BaseModel):
+    tenant_id: str
+    name: str
+    region: str
+    api_key: str = Field(description="shown once; Tessera keeps only its hash")
+
+
+class CodeIn(Strict):
+    expires_at: AwareDatetime | None = Field(default=None, description="with a time zone, e.g. ...Z")
+    max_enrolments: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
+
+
+class CodeOut(BaseModel):
+    code: str = Field(description="canonical form; type it with or without the hyphen, any case")
+    display: str
+    status: Literal["active", "revoked", "expired", "exhausted"]
+    created_at: datetime
+    expires_at: datetime | None
+    max_enrolments: int | None
+    enrolments: int
+
+
+class CodeList(BaseModel):
+    codes: list[CodeOut]
+    limit: int
+    offset: int
+
+
+class EnrolmentIn(Strict):
+    code: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    platform: Platform
+    form_factor: FormFactor
+
+
+class EnrolmentOut(BaseModel):
+    participant_id: str
+    device_token: str = Field(description="keep on the device; Tessera keeps only its hash")
+    tenant_id: str
+
+
+class MeOut(BaseModel):
+    participant_id: str
+    tenant_id: str
+    platform: Platform
+    form_factor: FormFactor
+    enrolled_at: datetime
+
+
+class GuessThrottle:
+    """Failed code attempts are limited per truncated client network and globally.
+
+    Only failures count, so a school enrolling 500 phones from one network is not
+    slowed; once a budget is spent, every attempt from there (or, globally, from
+    anywhere) gets 429 without the code being looked at, so guessing learns nothing."""
+
+    def __init__(self, per_network: str, global_limit: str) -> None:
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._per_network = parse(per_network)
+        self._global = parse(global_limit)
+
+    async def retry_after(self, network: str) -> int | None:
+        for item, key in ((self._per_network, network), (self._global, "global")):
+            if not await self._limiter.test(item, "enrol-fail", key):
+                stats = await self._limiter.get_window_stats(item, "enrol-fail", key)
+                return max(1, int(stats.reset_time - datetime.now(UTC).timestamp()) + 1)
+        return None
+
+    async def failed(self, network: str) -> None:
+        await self._limiter.hit(self._per_network, "enrol-fail", network)
+        await self._limiter.hit(self._global, "enrol-fail", "global")
+
+
+def build_router(
+    store: EnrolmentStore,
+    relay: OutboxRelay,
+    operator_key: str,
+    throttle: GuessThrottle,
+) -> APIRouter:
+    router = APIRouter()
+    meter = metrics.get_meter("tessera.enrolment")
+    attempts = meter.create_counter(
+        "tessera_enrolment_attempts", unit="1", description="enrolment attempts by outcome"
+    )
+
+    async def tenant_key(tenant_id: TenantId, credentials: BearerCredentials) -> str:
+        await authorise_tenant(require_bearer(credentials), tenant_id, store.tenant_for_key_hash)
+        return tenant_id
+
+    AuthorisedTenant = Annotated[str, Depends(tenant_key)]
+
+    async def publish_now(collection, document_id: str) -> None:
+        # Best effort: if Kafka is down the outbox keeps the event for the sweep.
+        try:
+            await relay.relay(collection, document_id)
+        except Exception as exc:
+            log.warning("publish_deferred", error=type(exc).__name__)
+
+    @router.post("/v1/tenants", status_code=status.HTTP_201_CREATED, tags=["operator"])
+    async def create_tenant(body: TenantIn, credentials: BearerCredentials) -> TenantOut:
+        check_operator_key(require_bearer(credentials), operator_key)
+        tenant_id = new_id("t")
+        api_key = new_secret(domain.TENANT_API_KEY_PREFIX)
+        now = datetime.now(UTC)
+        tenant = {
+            "_id": tenant_id,
+            "name": body.name,
+            "region": body.region,
+            "api_key_sha256": secret_hash(api_key),
+            "created_at": now,
+        }
+        event = TenantRegistered(
+            source=SOURCE,
+            subject=tenant_id,
+            tenant_id=tenant_id,
+            data=TenantRegisteredData(region=body.region, api_key_sha256=tenant["api_key_sha256"]),
+        )
+        await store.add_tenant(tenant, event)
+        await publish_now(store.tenants, tenant_id)
+        log.info("tenant_created", tenant_id=tenant_id)
+        return TenantOut(tenant_id=tenant_id, name=body.name, region=body.region, api_key=api_key)
+
+    @router.post("/v1/tenants/{tenant_id}/codes", status_code=status.HTTP_201_CREATED, tags=["tenant"])
+    async def create_code(tenant_id: AuthorisedTenant, body: CodeIn) -> CodeOut:
+        now = datetime.now(UTC)
+        if body.expires_at is not None and body.expires_at <= now:
+            raise problem(422, "expires_in_past", "expires_at must be in the future")
+        for _ in range(3):
+            code = {
+                "_id": domain.new_opp_code(),
+                "tenant_id": tenant_id,
+                "created_at": now,
+                "expires_at": body.expires_at,
+                "max_enrolments": body.max_enrolments,
+                "remaining": body.max_enrolments,
+                "enrolments": 0,
+                "revoked_at": None,
+            }
+            try:
+                await store.add_code(code)
+                return _code_out(code, now)
+            except CodeTaken:
+                continue
+        raise problem(503, "code_space_busy", "could not allocate a unique code; try again")
+
+    @router.get("/v1/tenants/{tenant_id}/codes", tags=["tenant"])
+    async def list_codes(
+        tenant_id: AuthorisedTenant,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> CodeList:
+        now = datetime.now(UTC)
+        codes = await store.list_codes(tenant_id, limit, offset)
+        return CodeList(codes=[_code_out(c, now) for c in codes], limit=limit, offset=offset)
+
+    @router.delete(
+        "/v1/tenants/{tenant_id}/codes/{code}", status_code=status.HTTP_204_NO_CONTENT, tags=["tenant"]
+    )
+    async def revoke_code(
+        tenant_id: AuthorisedTenant, code: Annotated[str, Path(max_length=32)]
+    ) -> Response:
+        canonical = domain.normalise_code(code)
+        if canonical is None or not await store.revoke_code(tenant_id, canonical, datetime.now(UTC)):
+            raise problem(404, "code_not_found", "this tenant has no such code")
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @router.post("/v1/enrolments", status_code=status.HTTP_201_CREATED, tags=["device"])
+    async def enrol(body: EnrolmentIn, request: Request) -> EnrolmentOut:
+        network = truncate_ip(request.client.host) if request.client else "unknown"
+        retry_after = await throttle.retry_after(network)
+        if retry_after is not None:
+            attempts.add(1, {"outcome": "throttled"})
+            raise problem(
+                429, "too_many_attempts", "too many invalid codes; wait and try again",
+                {"Retry-After": str(retry_after)},
+            )
+        now = datetime.now(UTC)
+        canonical = domain.normalise_code(body.code)
+        tenant_id = await store.claim_code(canonical, now) if canonical else None
+        if tenant_id is None:
+            await throttle.failed(network)
+            attempts.add(1, {"outcome": "invalid_code"})
+            raise problem(
+                404, "code_not_valid",
+                "this code is not valid: check it for typos, or ask the organisation for a new one",
+            )
+        participant_id = new_id("p")
+        device_token = new_secret(domain.DEVICE_TOKEN_PREFIX)
+        device = domain.new_device_record(
+            participant_id, tenant_id, secret_hash(device_token), body.platform, body.form_factor, now
+        )
+        event = DeviceEnrolled(
+            source=SOURCE,
+            subject=participant_id,
+            tenant_id=tenant_id,
+            data=DeviceEnrolledData(
+                participant_id=participant_id,
+                platform=body.platform,
+                form_factor=body.form_factor,
+                enrolled_at=now,
+            ),
+        )
+        await store.add_device(device, event)
+        await publish_now(store.devices, participant_id)
+        attempts.add(1, {"outcome": "enrolled"})
+        return EnrolmentOut(participant_id=participant_id, device_token=device_token, tenant_id=tenant_id)
+
+    async def current_device(credentials: BearerCredentials) -> dict:
+        token = require_bearer(credentials)
+        device = await store.device_by_token_hash(secret_hash(token))
+        if device is None:
+            raise problem(401, "invalid_device_token", "this device token is not valid", UNAUTHORISED_HEADERS)
+        return device
+
+    @router.get("/v1/me", tags=["device"])
+    async def me(device: Annotated[dict, Depends(current_device)]) -> MeOut:
+        return MeOut(
+            participant_id=device["_id"],
+            tenant_id=device["tenant_id"],
+            platform=device["platform"],
+            form_factor=device["form_factor"],
+            enrolled_at=device["enrolled_at"],
+        )
+
+    return router
+
+
+def _code_out(code: dict, now: datetime) -> CodeOut:
+    state = domain.CodeState(
+        revoked=code.get("revoked_at") is not None,
+        expires_at=code.get("expires_at"),
+        max_enrolments=code.get("max_enrolments"),
+        enrolments=code.get("enrolments", 0),
+    )
+    return CodeOut(
+        code=code["_id"],
+        display=domain.display_code(code["_id"]),
+        status=domain.code_status(state, now),  # type: ignore[arg-type]
+        created_at=code["created_at"],
+        expires_at=code.get("expires_at"),
+        max_enrolments=code.get("max_enrolments"),
+        enrolments=code.get("enrolments", 0),
+    )

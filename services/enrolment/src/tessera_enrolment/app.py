@@ -1,0 +1,60 @@
+"""Enrolment's bootstrap: settings, broker, store, telemetry → one FastAPI app."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from opentelemetry.sdk.trace.export import SpanExporter
+from pydantic import Field, SecretStr, model_validator
+
+from tessera_common.outbox import OutboxRelay
+from tessera_common.service import serve, service_app, wire
+from tessera_common.settings import ServiceSettings
+from tessera_enrolment.api import GuessThrottle, build_router
+from tessera_enrolment.handlers import register_handlers
+from tessera_enrolment.store import EnrolmentStore
+
+
+class EnrolmentSettings(ServiceSettings):
+    service_name: str = "tessera-enrolment"
+    port: int = 8001
+    mongo_database: str = "tessera_enrolment"
+    #: Failed code attempts allowed per truncated client network (IPv4 /24, IPv6 /48).
+    enrol_failures_per_network: str = Field(default="10/minute")
+    #: Failed code attempts allowed across all clients: the brake on distributed guessing.
+    enrol_failures_global: str = Field(default="300/minute")
+    #: Ed25519 private key (base64, 32 raw bytes) signing participant assertions for
+    #: downstream services; see tessera_common.identity.
+    gateway_signing_key: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _signing_key_outside_development(self) -> EnrolmentSettings:
+        if self.environment == "production" and self.gateway_signing_key is None:
+            raise ValueError("TESSERA_GATEWAY_SIGNING_KEY must be set in production")
+        return self
+
+
+def create_app(settings: EnrolmentSettings | None = None, span_exporter: SpanExporter | None = None) -> FastAPI:
+    settings = settings or EnrolmentSettings()
+    wiring = wire(settings, span_exporter)
+    store = EnrolmentStore(wiring.db)
+    relay = OutboxRelay(wiring.broker, [store.tenants, store.devices])
+    register_handlers(wiring.broker, store)
+    router = build_router(
+        store,
+        relay,
+        operator_key=settings.operator_key.get_secret_value(),
+        throttle=GuessThrottle(settings.enrol_failures_per_network, settings.enrol_failures_global),
+    )
+    return service_app(
+        wiring,
+        title="Tessera enrolment gateway",
+        description="Tenants, opp codes and device enrolment; the gateway for mobile clients.",
+        routers=[router],
+        on_start=store.ensure_indexes,
+        relay=relay,
+    )
+
+
+def main() -> None:
+    settings = EnrolmentSettings()
+    serve(create_app(settings), settings)

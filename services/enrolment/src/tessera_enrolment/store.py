@@ -1,0 +1,110 @@
+"""Enrolment's MongoDB collections; nothing else touches them.
+
+- ``tenants``: one per organisation; the API key only as its SHA-256.
+- ``codes``: opp codes, ``_id`` is the canonical code.
+- ``devices``: ``_id`` is the participant ID; only :data:`domain.DEVICE_FIELDS`.
+
+Claiming a code and recording a device are single-document atomic writes; the
+``device-enrolled`` event is written into the device document's outbox by the same
+write (see :mod:`tessera_common.outbox`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from tessera_common.events import DeviceEnrolled, Topics, TenantRegistered, partition_key
+from tessera_common.outbox import outbox_entry
+
+
+class CodeTaken(Exception):
+    """A freshly generated code collided with an existing one (≈2^-49 per code)."""
+
+
+class EnrolmentStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self.db = db
+        self.tenants = db["tenants"]
+        self.codes = db["codes"]
+        self.devices = db["devices"]
+
+    async def ensure_indexes(self) -> None:
+        await self.tenants.create_index([("api_key_sha256", ASCENDING)], unique=True)
+        await self.codes.create_index([("tenant_id", ASCENDING)])
+        await self.devices.create_index([("token_sha256", ASCENDING)], unique=True)
+        await self.devices.create_index([("tenant_id", ASCENDING)])
+
+    # --- tenants ---------------------------------------------------------
+
+    async def add_tenant(self, tenant: dict[str, Any], event: TenantRegistered) -> None:
+        document = {**tenant, "outbox": outbox_entry(event, Topics.TENANT_REGISTERED, None)}
+        await self.tenants.insert_one(document)
+
+    async def tenant_for_key_hash(self, api_key_sha256: str) -> str | None:
+        tenant = await self.tenants.find_one({"api_key_sha256": api_key_sha256}, {"_id": 1})
+        return tenant["_id"] if tenant else None
+
+    # --- codes -----------------------------------------------------------
+
+    async def add_code(self, code: dict[str, Any]) -> None:
+        try:
+            await self.codes.insert_one(code)
+        except DuplicateKeyError:
+            raise CodeTaken from None
+
+    async def list_codes(self, tenant_id: str, limit: int, skip: int) -> list[dict[str, Any]]:
+        cursor = self.codes.find({"tenant_id": tenant_id}).sort("created_at", ASCENDING).skip(skip).limit(limit)
+        return [code async for code in cursor]
+
+    async def revoke_code(self, tenant_id: str, code: str, now: datetime) -> bool:
+        result = await self.codes.update_one(
+            {"_id": code, "tenant_id": tenant_id},
+            {"$set": {"revoked_at": now}},
+        )
+        return result.matched_count == 1
+
+    async def claim_code(self, code: str, now: datetime) -> str | None:
+        """Take one enrolment from a usable code; returns its tenant, or None.
+
+        The conditions and the decrement are one atomic update, so two devices can
+        never both take a code's last place. A limited code keeps ``remaining``; an
+        unlimited one has ``remaining: null`` and only counts. (No projection: FerretDB
+        does not implement one on findAndModify.)"""
+        usable = {
+            "_id": code,
+            "revoked_at": None,
+            "$or": [{"expires_at": None}, {"expires_at": {"$gt": now}}],
+        }
+        claimed = await self.codes.find_one_and_update(
+            {**usable, "remaining": {"$gt": 0}},
+            {"$inc": {"remaining": -1, "enrolments": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if claimed is None:
+            claimed = await self.codes.find_one_and_update(
+                {**usable, "remaining": None},
+                {"$inc": {"enrolments": 1}},
+                    return_document=ReturnDocument.AFTER,
+            )
+        return claimed["tenant_id"] if claimed else None
+
+    # --- devices ---------------------------------------------------------
+
+    async def add_device(self, device: dict[str, Any], event: DeviceEnrolled) -> None:
+        document = {
+            **device,
+            "outbox": outbox_entry(event, Topics.DEVICE_ENROLLED, partition_key(device["_id"])),
+        }
+        await self.devices.insert_one(document)
+
+    async def device_by_token_hash(self, token_sha256: str) -> dict[str, Any] | None:
+        return await self.devices.find_one({"token_sha256": token_sha256}, {"outbox": 0})
+
+    async def erase_device(self, tenant_id: str, participant_id: str) -> int:
+        result = await self.devices.delete_one({"_id": participant_id, "tenant_id": tenant_id})
+        return result.deleted_count
