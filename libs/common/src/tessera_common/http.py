@@ -28,10 +28,12 @@ def problem(status_code: int, code: str, message: str, headers: dict[str, str] |
 
 
 class BodySizeLimit:
-    """Refuse bodies over ``max_bytes`` with 413 before the app reads them.
+    """Refuse bodies over ``max_bytes`` with 413 before the app sees them.
 
-    Starlette has no body cap of its own; this checks ``Content-Length`` up front and
-    counts streamed (chunked) bodies as they arrive, so a lying client is caught too."""
+    Starlette has no body cap of its own. A declared ``Content-Length`` over the limit
+    is refused at once; otherwise the body (small by design) is buffered up to the
+    limit and then replayed to the app, so a chunked body that lies about its size is
+    caught too, without the app's body parser turning the refusal into a 400."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -45,28 +47,24 @@ class BodySizeLimit:
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             await self._too_large(send)
             return
+        buffered: list[Message] = []
         received = 0
-        response_started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            response_started = response_started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not response_started:
+            buffered.append(message)
+            if message["type"] != "http.request":
+                break
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
                 await self._too_large(send)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return buffered.pop(0) if buffered else await receive()
+
+        await self.app(scope, replay, send)
 
     async def _too_large(self, send: Send) -> None:
         response = JSONResponse(
@@ -74,10 +72,6 @@ class BodySizeLimit:
             status_code=status.HTTP_413_CONTENT_TOO_LARGE,
         )
         await response({"type": "http"}, _empty_receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 async def _empty_receive() -> Message:

@@ -38,7 +38,7 @@ def sanitise_path(path: str) -> str:
     is added later: only lower-case words (``v1`` aside) survive."""
     path = path.split("?", 1)[0]
     kept = [
-        segment if (segment == "v1" or _LITERAL_SEGMENT.match(segment)) else ":id"
+        segment if (not segment or segment == "v1" or _LITERAL_SEGMENT.match(segment)) else ":id"
         for segment in path.split("/")
     ]
     return "/".join(kept)

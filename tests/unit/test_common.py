@@ -1,0 +1,109 @@
+import json
+import time
+
+import pytest
+from pydantic import ValidationError
+
+from tessera_common import identity
+from tessera_common.events import DeviceEnrolled, Topics
+from tessera_common.logs import REDACTED, redact_sensitive
+from tessera_common.netaddr import truncate_ip
+from tessera_common.secrets import new_secret, secret_hash
+from tessera_common.settings import ServiceSettings
+from tessera_common.telemetry import sanitise_path
+
+
+@pytest.mark.parametrize(
+    ("address", "network"),
+    [
+        ("203.0.113.77", "203.0.113.0/24"),
+        ("2001:db8:abcd:12:1:2:3:4", "2001:db8:abcd::/48"),
+        ("::ffff:198.51.100.9", "198.51.100.0/24"),
+        ("testclient", "unknown"),
+    ],
+)
+def test_addresses_are_kept_only_as_their_network(address, network):
+    assert truncate_ip(address) == network
+
+
+@pytest.mark.parametrize(
+    ("path", "safe"),
+    [
+        ("/v1/tenants/t_AbC123xyz/codes/K7MQ2X9RTA", "/v1/tenants/:id/codes/:id"),
+        ("/v1/enrolments", "/v1/enrolments"),
+        ("/v1/me?token=abc", "/v1/me"),
+        ("/v1/tenants/t_x/stats/devices", "/v1/tenants/:id/stats/devices"),
+    ],
+)
+def test_span_paths_keep_route_words_and_drop_identifiers(path, safe):
+    assert sanitise_path(path) == safe
+
+
+def test_log_redaction_drops_secret_looking_keys_and_keeps_the_rest():
+    event = redact_sensitive(None, "info", {
+        "event": "x", "device_token": "tdt_1", "api_key": "tak_1", "opp_code": "ABC",
+        "client_ip": "1.2.3.4", "status_code": 201, "tenant_id": "t_1",
+    })
+    assert event["device_token"] == event["api_key"] == event["opp_code"] == event["client_ip"] == REDACTED
+    assert event["status_code"] == 201 and event["tenant_id"] == "t_1"
+
+
+def test_secrets_have_256_bits_and_are_stored_as_sha256():
+    token = new_secret("tdt")
+    assert len(token.split("_", 1)[1]) >= 43
+    assert secret_hash(token) != token and len(secret_hash(token)) == 64
+
+
+def test_participant_assertions_verify_only_for_their_audience_and_lifetime():
+    private, public = identity.generate_signing_key()
+    who = identity.Participant("p_abc", "t_def")
+    token = identity.sign_assertion(private, who, audience="tessera-dialogue")
+
+    assert identity.verify_assertion(public, token, "tessera-dialogue") == who
+    with pytest.raises(identity.InvalidAssertion):
+        identity.verify_assertion(public, token, "tessera-rights")
+    expired = identity.sign_assertion(private, who, "tessera-dialogue", ttl_seconds=1, now=time.time() - 120)
+    with pytest.raises(identity.InvalidAssertion):
+        identity.verify_assertion(public, expired, "tessera-dialogue")
+    _, other_public = identity.generate_signing_key()
+    with pytest.raises(identity.InvalidAssertion):
+        identity.verify_assertion(other_public, token, "tessera-dialogue")
+
+
+def test_an_unsigned_assertion_is_refused():
+    import base64
+
+    _, public = identity.generate_signing_key()
+
+    def b64(obj):
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    forged = f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64({'sub': 'p_x', 'tid': 't_y', 'aud': 'tessera-dialogue', 'iss': identity.ISSUER, 'exp': time.time() + 60, 'iat': time.time()})}."
+    with pytest.raises(identity.InvalidAssertion):
+        identity.verify_assertion(public, forged, "tessera-dialogue")
+
+
+def test_events_refuse_operators_and_unknown_fields():
+    good = {
+        "source": "s", "tenant_id": "t_abc", "type": "io.tessera.device.enrolled.v1",
+        "data": {"participant_id": "p_abc", "platform": "ios", "form_factor": "phone",
+                 "enrolled_at": "2026-11-22T10:00:00Z"},
+    }
+    assert DeviceEnrolled.model_validate(good).data.platform == "ios"
+    with pytest.raises(ValidationError):
+        DeviceEnrolled.model_validate({**good, "tenant_id": {"$gt": ""}})
+    with pytest.raises(ValidationError):
+        DeviceEnrolled.model_validate({**good, "data": {**good["data"], "email": "a@b.nl"}})
+    with pytest.raises(ValidationError):
+        DeviceEnrolled.model_validate({**good, "type": "io.tessera.device.enrolled.v2"})
+
+
+def test_tenant_topics_share_a_prefix_for_acls():
+    assert Topics.for_tenant("t_abc").startswith("tenant.t_abc.")
+    assert len(set(Topics.all())) == len(Topics.all())
+
+
+def test_production_refuses_the_placeholder_operator_key():
+    with pytest.raises(ValidationError):
+        ServiceSettings(environment="production", operator_key="dev-operator-key")
+    assert ServiceSettings(environment="production", operator_key="a-real-secret-value").environment == "production"
