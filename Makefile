@@ -3,15 +3,13 @@
 # (Go module proxy) are fetched into .cache/ on first use and reused afterwards.
 
 SHELL := /bin/bash
-UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
 .PHONY: run test unit bench deps stack-fetch clean
 
-$(UV):
-	python3 -m pip install --user --quiet uv
-
-deps: $(UV)
+deps:
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen --quiet
 
 stack-fetch: deps

@@ -61,10 +61,16 @@ def service_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await ensure_topics(settings.kafka_bootstrap_servers)
+        await ensure_topics(
+            settings.kafka_bootstrap_servers,
+            partitions=settings.kafka_topic_partitions,
+            replication_factor=settings.kafka_replication_factor,
+        )
         if on_start is not None:
             await on_start()
         await wiring.broker.start()
+        if relay is not None:
+            await relay.ensure_indexes()
         sweeper = asyncio.create_task(relay.run(settings.outbox_sweep_seconds)) if relay else None
         log.info("service_started", port=settings.port)
         try:
@@ -74,6 +80,8 @@ def service_app(
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
+            if relay is not None:
+                await relay.drain()
             await wiring.broker.stop()
             await wiring.mongo.close()
             wiring.telemetry.shutdown()

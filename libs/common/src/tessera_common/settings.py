@@ -24,6 +24,10 @@ class ServiceSettings(BaseSettings):
     port: int = 8000
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    #: Used only when a service creates a missing topic at start; production topics
+    #: are declared up front (deploy/k8s/README.md) with replication 3.
+    kafka_topic_partitions: int = Field(default=3, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
     mongo_url: str = "mongodb://127.0.0.1:27017/"
     mongo_database: str = "tessera"
 

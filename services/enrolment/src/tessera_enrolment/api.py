@@ -144,13 +144,6 @@ def build_router(
 
     AuthorisedTenant = Annotated[str, Depends(tenant_key)]
 
-    async def publish_now(collection, document_id: str) -> None:
-        # Best effort: if Kafka is down the outbox keeps the event for the sweep.
-        try:
-            await relay.relay(collection, document_id)
-        except Exception as exc:
-            log.warning("publish_deferred", error=type(exc).__name__)
-
     @router.post("/v1/tenants", status_code=status.HTTP_201_CREATED, tags=["operator"])
     async def create_tenant(body: TenantIn, credentials: BearerCredentials) -> TenantOut:
         check_operator_key(require_bearer(credentials), operator_key)
@@ -170,8 +163,7 @@ def build_router(
             tenant_id=tenant_id,
             data=TenantRegisteredData(region=body.region, api_key_sha256=tenant["api_key_sha256"]),
         )
-        await store.add_tenant(tenant, event)
-        await publish_now(store.tenants, tenant_id)
+        relay.publish_soon(store.tenants, await store.add_tenant(tenant, event))
         log.info("tenant_created", tenant_id=tenant_id)
         return TenantOut(tenant_id=tenant_id, name=body.name, region=body.region, api_key=api_key)
 
@@ -187,7 +179,7 @@ def build_router(
                 "created_at": now,
                 "expires_at": body.expires_at,
                 "max_enrolments": body.max_enrolments,
-                "remaining": body.max_enrolments,
+                "remaining": body.max_enrolments if body.max_enrolments is not None else 0,
                 "enrolments": 0,
                 "revoked_at": None,
             }
@@ -255,8 +247,7 @@ def build_router(
                 enrolled_at=now,
             ),
         )
-        await store.add_device(device, event)
-        await publish_now(store.devices, participant_id)
+        relay.publish_soon(store.devices, await store.add_device(device, event))
         attempts.add(1, {"outcome": "enrolled"})
         return EnrolmentOut(participant_id=participant_id, device_token=device_token, tenant_id=tenant_id)
 

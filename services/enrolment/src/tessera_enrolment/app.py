@@ -37,7 +37,7 @@ def create_app(settings: EnrolmentSettings | None = None, span_exporter: SpanExp
     settings = settings or EnrolmentSettings()
     wiring = wire(settings, span_exporter)
     store = EnrolmentStore(wiring.db)
-    relay = OutboxRelay(wiring.broker, [store.tenants, store.devices])
+    relay = OutboxRelay(wiring.broker, [store.tenants, store.devices], grace_seconds=settings.outbox_sweep_seconds)
     register_handlers(wiring.broker, store)
     router = build_router(
         store,

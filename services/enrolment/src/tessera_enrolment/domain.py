@@ -17,10 +17,11 @@ CODE_GROUP = 5
 CODE_BITS = CODE_LENGTH * math.log2(len(CODE_ALPHABET))  # ≈ 49.5 bits: ≥ 40 required
 
 #: Everything a device record may hold (DESIGN.md §1, invariant 1). ``enrolled_at``
-#: is the technical fact retention of idle devices needs; ``outbox`` holds, only until
-#: it is published, the ``device-enrolled`` event built from these same fields.
+#: is the technical fact retention of idle devices needs; ``outbox``/``outbox_since``
+#: hold, only until it is published, the ``device-enrolled`` event built from these
+#: same fields.
 DEVICE_FIELDS = frozenset({"_id", "tenant_id", "token_sha256", "platform", "form_factor", "enrolled_at"})
-TRANSIENT_DEVICE_FIELDS = frozenset({"outbox"})
+TRANSIENT_DEVICE_FIELDS = frozenset({"outbox", "outbox_since"})
 
 DEVICE_TOKEN_PREFIX = "tdt"
 TENANT_API_KEY_PREFIX = "tak"

@@ -19,7 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from tessera_common.events import DeviceEnrolled, Topics, TenantRegistered, partition_key
-from tessera_common.outbox import outbox_entry
+from tessera_common.outbox import outbox_fields
 
 
 class CodeTaken(Exception):
@@ -41,9 +41,10 @@ class EnrolmentStore:
 
     # --- tenants ---------------------------------------------------------
 
-    async def add_tenant(self, tenant: dict[str, Any], event: TenantRegistered) -> None:
-        document = {**tenant, "outbox": outbox_entry(event, Topics.TENANT_REGISTERED, None)}
+    async def add_tenant(self, tenant: dict[str, Any], event: TenantRegistered) -> dict[str, Any]:
+        document = {**tenant, **outbox_fields(event, Topics.TENANT_REGISTERED, None)}
         await self.tenants.insert_one(document)
+        return document
 
     async def tenant_for_key_hash(self, api_key_sha256: str) -> str | None:
         tenant = await self.tenants.find_one({"api_key_sha256": api_key_sha256}, {"_id": 1})
@@ -71,39 +72,33 @@ class EnrolmentStore:
     async def claim_code(self, code: str, now: datetime) -> str | None:
         """Take one enrolment from a usable code; returns its tenant, or None.
 
-        The conditions and the decrement are one atomic update, so two devices can
-        never both take a code's last place. A limited code keeps ``remaining``; an
-        unlimited one has ``remaining: null`` and only counts. (No projection: FerretDB
+        The conditions and the count are one atomic update, so two devices can never
+        both take a limited code's last place. A limited code counts ``remaining``
+        down; an unlimited one (``max_enrolments: null``) is matched by that instead,
+        and its ``remaining`` goes negative, meaning nothing. (No projection: FerretDB
         does not implement one on findAndModify.)"""
-        usable = {
-            "_id": code,
-            "revoked_at": None,
-            "$or": [{"expires_at": None}, {"expires_at": {"$gt": now}}],
-        }
         claimed = await self.codes.find_one_and_update(
-            {**usable, "remaining": {"$gt": 0}},
+            {
+                "_id": code,
+                "revoked_at": None,
+                "$and": [
+                    {"$or": [{"expires_at": None}, {"expires_at": {"$gt": now}}]},
+                    {"$or": [{"max_enrolments": None}, {"remaining": {"$gt": 0}}]},
+                ],
+            },
             {"$inc": {"remaining": -1, "enrolments": 1}},
-            return_document=ReturnDocument.AFTER,
         )
-        if claimed is None:
-            claimed = await self.codes.find_one_and_update(
-                {**usable, "remaining": None},
-                {"$inc": {"enrolments": 1}},
-                    return_document=ReturnDocument.AFTER,
-            )
         return claimed["tenant_id"] if claimed else None
 
     # --- devices ---------------------------------------------------------
 
-    async def add_device(self, device: dict[str, Any], event: DeviceEnrolled) -> None:
-        document = {
-            **device,
-            "outbox": outbox_entry(event, Topics.DEVICE_ENROLLED, partition_key(device["_id"])),
-        }
+    async def add_device(self, device: dict[str, Any], event: DeviceEnrolled) -> dict[str, Any]:
+        document = {**device, **outbox_fields(event, Topics.DEVICE_ENROLLED, partition_key(device["_id"]))}
         await self.devices.insert_one(document)
+        return document
 
     async def device_by_token_hash(self, token_sha256: str) -> dict[str, Any] | None:
-        return await self.devices.find_one({"token_sha256": token_sha256}, {"outbox": 0})
+        return await self.devices.find_one({"token_sha256": token_sha256}, {"outbox": 0, "outbox_since": 0})
 
     async def erase_device(self, tenant_id: str, participant_id: str) -> int:
         result = await self.devices.delete_one({"_id": participant_id, "tenant_id": tenant_id})
