@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from faststream.kafka import KafkaBroker
+from opentelemetry import context as otel_context
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -68,7 +69,9 @@ class OutboxRelay:
         self._collections = collections
         self._grace = timedelta(seconds=grace_seconds)
         self._batch_size = batch_size
-        self._queue: asyncio.Queue[tuple[AsyncCollection, dict[str, Any]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[AsyncCollection, dict[str, Any], otel_context.Context | None]] = (
+            asyncio.Queue()
+        )
         self._worker: asyncio.Task | None = None
 
     async def ensure_indexes(self) -> None:
@@ -80,7 +83,9 @@ class OutboxRelay:
 
         The caller has already made them durable, so it need not wait; a failure
         here only leaves them for the sweep."""
-        self._queue.put_nowait((collection, document))
+        # The request's trace context goes with the event, so the publish (and every
+        # consumer after it) joins the request's trace even when published in a batch.
+        self._queue.put_nowait((collection, document, otel_context.get_current()))
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._publish_queued())
 
@@ -97,15 +102,26 @@ class OutboxRelay:
         if self._worker is not None:
             await asyncio.gather(self._worker, return_exceptions=True)
 
-    async def _publish_batch(self, batch: list[tuple[AsyncCollection, dict[str, Any]]]) -> int:
-        sends = []
-        for _, document in batch:
-            for entry in (document.get(FIELD) or {}).values():
-                key = entry["key"].encode() if entry.get("key") is not None else None
-                sends.append(self._broker.publish(entry["payload"], entry["topic"], key=key))
+    async def _send(self, entry: dict[str, Any], trace: otel_context.Context | None) -> None:
+        token = otel_context.attach(trace) if trace is not None else None
+        try:
+            key = entry["key"].encode() if entry.get("key") is not None else None
+            await self._broker.publish(entry["payload"], entry["topic"], key=key)
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+
+    async def _publish_batch(
+        self, batch: list[tuple[AsyncCollection, dict[str, Any], otel_context.Context | None]]
+    ) -> int:
+        sends = [
+            self._send(entry, trace)
+            for _, document, trace in batch
+            for entry in (document.get(FIELD) or {}).values()
+        ]
         await asyncio.gather(*sends)  # raises if any send failed: nothing is removed then
         by_collection: dict[str, tuple[AsyncCollection, list[dict[str, Any]]]] = {}
-        for collection, document in batch:
+        for collection, document, _ in batch:
             by_collection.setdefault(collection.full_name, (collection, []))[1].append(document)
         for collection, documents in by_collection.values():
             # Clear outbox and marker where nothing was added since we read (the marker
@@ -124,7 +140,7 @@ class OutboxRelay:
         cutoff = datetime.now(UTC) - self._grace
         for collection in self._collections:
             cursor = collection.find({SINCE: {"$lte": cutoff}}, {FIELD: 1, SINCE: 1}).limit(self._batch_size)
-            batch = [(collection, document) async for document in cursor]
+            batch = [(collection, document, None) async for document in cursor]
             if batch:
                 published += await self._publish_batch(batch)
         return published
