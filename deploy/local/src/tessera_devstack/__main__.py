@@ -104,7 +104,10 @@ def run(settings: StackSettings) -> int:
         for server in reversed(servers):
             server.stop()
 
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Ctrl-C and SIGTERM both stop everything; SIGINT is set explicitly because a
+    # parent that ignores it (a background job, some CI shells) would pass that on.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         print("starting Kafka and FerretDB (the first run fetches Kafka's jars and builds FerretDB)...")
         servers.append(start_kafka(KafkaConfig(
