@@ -8,8 +8,6 @@ FastStream's telemetry middleware.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
-
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
@@ -80,7 +78,3 @@ async def dead_letter(
     await broker.publish(letter.model_dump(mode="json"), Topics.DEAD_LETTER)
     log.warning("dead_lettered", consumer=consumer, topic=topic, partition=partition, offset=offset)
 
-
-def raw_message_position(message: Any) -> tuple[int | None, int | None]:
-    raw = getattr(message, "raw_message", None)
-    return getattr(raw, "partition", None), getattr(raw, "offset", None)

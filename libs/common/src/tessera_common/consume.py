@@ -51,23 +51,26 @@ def subscribe(
     )
     async def _on_message(message: KafkaMessage) -> None:
         raw: bytes = message.body
-        partition = getattr(message.raw_message, "partition", None)
-        offset = getattr(message.raw_message, "offset", None)
-        try:
-            event = model.model_validate_json(raw)
-        except ValidationError as exc:
-            reason = "; ".join(
-                f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()[:5]
-            )
+
+        async def park(reason: str) -> None:
             await dead_letter(
                 broker,
                 consumer=consumer,
                 topic=topic,
                 payload=raw,
-                reason=f"does not match {model.__name__}: {reason}",
-                partition=partition,
-                offset=offset,
+                reason=reason,
+                partition=getattr(message.raw_message, "partition", None),
+                offset=getattr(message.raw_message, "offset", None),
             )
+
+        try:
+            event = model.model_validate_json(raw)
+        except ValidationError as exc:
+            # Locations and messages only: pydantic's error text never includes the input.
+            reason = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()[:5]
+            )
+            await park(f"does not match {model.__name__}: {reason}")
             return
         backoff = 0.2
         while True:
@@ -85,14 +88,6 @@ def subscribe(
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, max_backoff_seconds)
             except Exception as exc:  # a bug, not an outage: park it rather than lose it
-                log.exception("handler_failed", consumer=consumer, topic=topic)
-                await dead_letter(
-                    broker,
-                    consumer=consumer,
-                    topic=topic,
-                    payload=raw,
-                    reason=f"handler raised {type(exc).__name__}",
-                    partition=partition,
-                    offset=offset,
-                )
+                log.error("handler_failed", consumer=consumer, topic=topic, error=type(exc).__name__)
+                await park(f"handler raised {type(exc).__name__}")
                 return
