@@ -19,7 +19,7 @@ from tessera_common.events import (
     Topics,
     partition_key,
 )
-from tessera_common.secrets import new_id, new_secret, secret_hash
+from tessera_common.secrets import new_id, new_split_secret, secret_hash
 
 pytestmark = pytest.mark.connected
 
@@ -37,7 +37,8 @@ async def analytics(stack) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def register_tenant(stack) -> tuple[str, str]:
-    tenant_id, api_key = new_id("t"), new_secret("tak")
+    tenant_id = new_id("t")
+    api_key = new_split_secret("tak", tenant_id)
     event = TenantRegistered(
         source="test", tenant_id=tenant_id, subject=tenant_id,
         data=TenantRegisteredData(region="eu-west", api_key_sha256=secret_hash(api_key)),
@@ -114,6 +115,8 @@ async def test_a_tenant_sees_only_its_own_figures(analytics, stack):
     assert cross.status_code == 403
     assert own.json()["total"] is None and own.json()["total_suppressed"]
     assert (await stats(analytics, alice, "tak_not-a-key")).status_code == 401
+    forged = alice_key.rsplit(".", 1)[0] + "." + "A" * 43  # the right tenant, a made-up secret
+    assert (await stats(analytics, alice, forged)).status_code == 401
     assert (await analytics.get(f"/v1/tenants/{alice}/stats/devices")).status_code == 401
 
 

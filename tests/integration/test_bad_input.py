@@ -157,3 +157,14 @@ async def test_bad_code_requests_are_422_and_create_nothing(gateway, body):
     assert response.status_code == 422, response.text
     listing = await gateway.get(f"/v1/tenants/{tenant['tenant_id']}/codes", headers=auth)
     assert listing.json()["codes"] == []
+
+
+async def test_a_forged_device_token_naming_a_real_participant_is_401(gateway):
+    tenant = await create_tenant(gateway)
+    device = (await enrol(gateway, (await create_code(gateway, tenant))["code"])).json()
+    selector = device["device_token"].rsplit(".", 1)[0]
+
+    for forged in (selector + "." + "A" * 43, selector, device["device_token"] + "x", '{"$gt": ""}'):
+        response = await gateway.get("/v1/me", headers={"Authorization": f"Bearer {forged}"})
+        assert response.status_code == 401, forged
+        assert device["participant_id"] not in response.text

@@ -8,7 +8,7 @@ from tessera_common import identity
 from tessera_common.events import DeviceEnrolled, Topics
 from tessera_common.logs import REDACTED, redact_sensitive
 from tessera_common.netaddr import truncate_ip
-from tessera_common.secrets import new_secret, secret_hash
+from tessera_common.secrets import new_split_secret, secret_hash, split_secret_selector
 from tessera_common.settings import ServiceSettings
 from tessera_common.telemetry import sanitise_path
 
@@ -48,10 +48,20 @@ def test_log_redaction_drops_secret_looking_keys_and_keeps_the_rest():
     assert event["status_code"] == 201 and event["tenant_id"] == "t_1"
 
 
-def test_secrets_have_256_bits_and_are_stored_as_sha256():
-    token = new_secret("tdt")
-    assert len(token.split("_", 1)[1]) >= 43
+def test_secrets_have_256_bits_name_their_record_and_are_stored_as_sha256():
+    token = new_split_secret("tdt", "p_Ab3-x_9")
+    assert len(token.split(".", 1)[1]) >= 43
+    assert split_secret_selector("tdt", token) == "p_Ab3-x_9"
     assert secret_hash(token) != token and len(secret_hash(token)) == 64
+
+
+@pytest.mark.parametrize(
+    "presented",
+    ["", "tdt_p_x", "tak_p_x." + "A" * 43, "tdt_." + "A" * 43, "tdt_p_x.short", "tdt_p$gt.x" + "A" * 43,
+     "tdt_" + "p" * 65 + "." + "A" * 43],
+)
+def test_malformed_secrets_have_no_selector(presented):
+    assert split_secret_selector("tdt", presented) is None
 
 
 def test_participant_assertions_verify_only_for_their_audience_and_lifetime():

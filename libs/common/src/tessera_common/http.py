@@ -18,7 +18,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tessera_common.secrets import constant_time_equals, secret_hash
+from tessera_common.secrets import constant_time_equals, secret_hash, split_secret_selector
+
+TENANT_API_KEY_PREFIX = "tak"
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
@@ -136,16 +138,17 @@ def check_operator_key(presented: str, expected: str) -> None:
 async def authorise_tenant(
     presented_key: str,
     tenant_id: str,
-    tenant_for_key_hash: Callable[[str], Awaitable[str | None]],
+    key_hash_of: Callable[[str], Awaitable[str | None]],
 ) -> None:
     """A tenant API key opens its own tenant's routes and nothing else.
 
-    An unknown key is 401; a valid key on another tenant's path is 403 whether or not
-    that tenant exists, so the answer reveals no other tenant."""
-    owner = await tenant_for_key_hash(secret_hash(presented_key))
-    if owner is None:
+    The key names its tenant (``tak_<tenant_id>.<secret>``); the stored hash of that
+    tenant's key must match. An unknown or forged key is 401; a valid key on another
+    tenant's path is 403 whether or not that tenant exists, so the answer reveals no
+    other tenant."""
+    owner = split_secret_selector(TENANT_API_KEY_PREFIX, presented_key)
+    stored = await key_hash_of(owner) if owner else None
+    if owner is None or stored is None or not constant_time_equals(stored, secret_hash(presented_key)):
         raise problem(401, "invalid_api_key", "the tenant API key is not valid", UNAUTHORISED_HEADERS)
     if not constant_time_equals(owner, tenant_id):
         raise problem(403, "wrong_tenant", "this API key does not belong to the tenant in the path")
-
-

@@ -33,7 +33,7 @@ def build_router(store: AnalyticsStore) -> APIRouter:
     router = APIRouter(tags=["tenant"])
 
     async def tenant_key(tenant_id: TenantId, credentials: BearerCredentials) -> str:
-        await authorise_tenant(require_bearer(credentials), tenant_id, store.tenant_for_key_hash)
+        await authorise_tenant(require_bearer(credentials), tenant_id, store.api_key_hash)
         return tenant_id
 
     @router.get("/v1/tenants/{tenant_id}/stats/devices")

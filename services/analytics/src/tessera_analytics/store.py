@@ -20,7 +20,6 @@ class AnalyticsStore:
         self.device_contributions = db["device_contributions"]
 
     async def ensure_indexes(self) -> None:
-        await self.tenants.create_index([("api_key_sha256", ASCENDING)], unique=True)
         await self.device_contributions.create_index([("tenant_id", ASCENDING)])
 
     async def upsert_tenant(self, tenant_id: str, api_key_sha256: str, min_group_size: int) -> None:
@@ -30,9 +29,9 @@ class AnalyticsStore:
             upsert=True,
         )
 
-    async def tenant_for_key_hash(self, api_key_sha256: str) -> str | None:
-        tenant = await self.tenants.find_one({"api_key_sha256": api_key_sha256}, {"_id": 1})
-        return tenant["_id"] if tenant else None
+    async def api_key_hash(self, tenant_id: str) -> str | None:
+        tenant = await self.tenants.find_one({"_id": tenant_id}, {"api_key_sha256": 1})
+        return tenant["api_key_sha256"] if tenant else None
 
     async def min_group_size(self, tenant_id: str) -> int | None:
         tenant = await self.tenants.find_one({"_id": tenant_id}, {"min_group_size": 1})

@@ -22,6 +22,7 @@ from tessera_common.events import (
 )
 from tessera_common.http import (
     UNAUTHORISED_HEADERS,
+    TENANT_API_KEY_PREFIX,
     BearerCredentials,
     authorise_tenant,
     check_operator_key,
@@ -31,7 +32,13 @@ from tessera_common.http import (
 from tessera_common.logs import get_logger
 from tessera_common.netaddr import truncate_ip
 from tessera_common.outbox import OutboxRelay
-from tessera_common.secrets import new_id, new_secret, secret_hash
+from tessera_common.secrets import (
+    constant_time_equals,
+    new_id,
+    new_split_secret,
+    secret_hash,
+    split_secret_selector,
+)
 from tessera_enrolment import domain
 from tessera_enrolment.store import CodeTaken, EnrolmentStore
 
@@ -139,7 +146,7 @@ def build_router(
     )
 
     async def tenant_key(tenant_id: TenantId, credentials: BearerCredentials) -> str:
-        await authorise_tenant(require_bearer(credentials), tenant_id, store.tenant_for_key_hash)
+        await authorise_tenant(require_bearer(credentials), tenant_id, store.api_key_hash)
         return tenant_id
 
     AuthorisedTenant = Annotated[str, Depends(tenant_key)]
@@ -148,7 +155,7 @@ def build_router(
     async def create_tenant(body: TenantIn, credentials: BearerCredentials) -> TenantOut:
         check_operator_key(require_bearer(credentials), operator_key)
         tenant_id = new_id("t")
-        api_key = new_secret(domain.TENANT_API_KEY_PREFIX)
+        api_key = new_split_secret(TENANT_API_KEY_PREFIX, tenant_id)
         now = datetime.now(UTC)
         tenant = {
             "_id": tenant_id,
@@ -232,7 +239,7 @@ def build_router(
                 "this code is not valid: check it for typos, or ask the organisation for a new one",
             )
         participant_id = new_id("p")
-        device_token = new_secret(domain.DEVICE_TOKEN_PREFIX)
+        device_token = new_split_secret(domain.DEVICE_TOKEN_PREFIX, participant_id)
         device = domain.new_device_record(
             participant_id, tenant_id, secret_hash(device_token), body.platform, body.form_factor, now
         )
@@ -253,8 +260,9 @@ def build_router(
 
     async def current_device(credentials: BearerCredentials) -> dict:
         token = require_bearer(credentials)
-        device = await store.device_by_token_hash(secret_hash(token))
-        if device is None:
+        participant_id = split_secret_selector(domain.DEVICE_TOKEN_PREFIX, token)
+        device = await store.device(participant_id) if participant_id else None
+        if device is None or not constant_time_equals(device["token_sha256"], secret_hash(token)):
             raise problem(401, "invalid_device_token", "this device token is not valid", UNAUTHORISED_HEADERS)
         return device
 

@@ -24,7 +24,6 @@ DEVICE_FIELDS = frozenset({"_id", "tenant_id", "token_sha256", "platform", "form
 TRANSIENT_DEVICE_FIELDS = frozenset({"outbox", "outbox_since"})
 
 DEVICE_TOKEN_PREFIX = "tdt"
-TENANT_API_KEY_PREFIX = "tak"
 
 
 def new_opp_code() -> str:

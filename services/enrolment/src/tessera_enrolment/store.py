@@ -34,9 +34,7 @@ class EnrolmentStore:
         self.devices = db["devices"]
 
     async def ensure_indexes(self) -> None:
-        await self.tenants.create_index([("api_key_sha256", ASCENDING)], unique=True)
         await self.codes.create_index([("tenant_id", ASCENDING)])
-        await self.devices.create_index([("token_sha256", ASCENDING)], unique=True)
         await self.devices.create_index([("tenant_id", ASCENDING)])
 
     # --- tenants ---------------------------------------------------------
@@ -46,9 +44,9 @@ class EnrolmentStore:
         await self.tenants.insert_one(document)
         return document
 
-    async def tenant_for_key_hash(self, api_key_sha256: str) -> str | None:
-        tenant = await self.tenants.find_one({"api_key_sha256": api_key_sha256}, {"_id": 1})
-        return tenant["_id"] if tenant else None
+    async def api_key_hash(self, tenant_id: str) -> str | None:
+        tenant = await self.tenants.find_one({"_id": tenant_id}, {"api_key_sha256": 1})
+        return tenant["api_key_sha256"] if tenant else None
 
     # --- codes -----------------------------------------------------------
 
@@ -97,8 +95,8 @@ class EnrolmentStore:
         await self.devices.insert_one(document)
         return document
 
-    async def device_by_token_hash(self, token_sha256: str) -> dict[str, Any] | None:
-        return await self.devices.find_one({"token_sha256": token_sha256}, {"outbox": 0, "outbox_since": 0})
+    async def device(self, participant_id: str) -> dict[str, Any] | None:
+        return await self.devices.find_one({"_id": participant_id}, {"outbox": 0, "outbox_since": 0})
 
     async def erase_device(self, tenant_id: str, participant_id: str) -> int:
         result = await self.devices.delete_one({"_id": participant_id, "tenant_id": tenant_id})
