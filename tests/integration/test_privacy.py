@@ -11,7 +11,7 @@ pytestmark = pytest.mark.connected
 CLIENT_IP = "203.0.113.7"  # the address support.apps.running sends from
 
 
-async def test_spans_carry_no_token_code_or_full_address(gateway, spans, capfd):
+async def test_spans_metrics_and_logs_carry_no_token_code_or_full_address(gateway, spans, capfd):
     spans.clear()
     tenant = await create_tenant(gateway)
     code = await create_code(gateway, tenant)
@@ -28,6 +28,11 @@ async def test_spans_carry_no_token_code_or_full_address(gateway, spans, capfd):
     for secret in (device["device_token"], tenant["api_key"], code["code"], code["display"], CLIENT_IP):
         assert secret not in everything
     assert "203.0.113.0/24" in everything  # the truncated network is what SRE gets
+
+    exposed = (await gateway.get("/metrics")).text
+    assert "tessera_enrolment_attempts_total" in exposed
+    for secret in (device["device_token"], tenant["api_key"], code["code"], CLIENT_IP, tenant["tenant_id"]):
+        assert secret not in exposed
 
     logged = capfd.readouterr()
     for secret in (device["device_token"], tenant["api_key"], code["code"], CLIENT_IP):
