@@ -6,7 +6,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: run test unit bench deps stack-fetch clean
+.PHONY: run test unit lint bench deps stack-fetch clean
 
 deps:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -26,6 +26,10 @@ test: stack-fetch
 ## Unit tests only: no broker, no store.
 unit: deps
 	$(UV) run --frozen pytest tests/unit $(PYTEST_ARGS)
+
+## Static checks (ruff), not part of make test.
+lint: deps
+	$(UV) run --frozen ruff check libs services deploy tests bench
 
 ## Enrolments per second and latency through the gateway, beside a bare baseline.
 bench: stack-fetch

@@ -50,7 +50,6 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> ServiceSettings:
-        if self.environment == "production":
-            if self.operator_key.get_secret_value() in PLACEHOLDER_SECRETS:
-                raise ValueError("TESSERA_OPERATOR_KEY must be set to a real secret in production")
+        if self.environment == "production" and self.operator_key.get_secret_value() in PLACEHOLDER_SECRETS:
+            raise ValueError("TESSERA_OPERATOR_KEY must be set to a real secret in production")
         return self
