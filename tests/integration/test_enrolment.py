@@ -240,6 +240,8 @@ async def test_readiness_fails_while_the_store_is_down_and_recovers(stack, tmp_p
             store.stop()
             down = await gateway.get("/readyz")
             alive = await gateway.get("/healthz")
+            refused = await gateway.post("/v1/tenants", json={"name": "X", "region": "eu-west"},
+                                         headers={"Authorization": f"Bearer {settings.operator_key.get_secret_value()}"})
             store = start_ferretdb(FerretConfig(tmp_path / "ferret", port=store.port))
             recovered = await eventually(lambda: _ready(gateway))
     finally:
@@ -247,6 +249,8 @@ async def test_readiness_fails_while_the_store_is_down_and_recovers(stack, tmp_p
 
     assert down.status_code == 503 and down.json()["checks"] == {"broker": True, "store": False}
     assert alive.status_code == 200
+    assert refused.status_code == 503 and refused.json()["detail"]["code"] == "temporarily_unavailable"
+    assert refused.headers["Retry-After"].isdigit()
     assert recovered
 
 

@@ -15,7 +15,9 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pymongo.errors import PyMongoError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera_common.secrets import constant_time_equals, secret_hash, split_secret_selector
@@ -112,9 +114,21 @@ def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
     return router
 
 
+async def _dependency_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    # The store or broker failed mid-request: the client may retry; nothing half-done
+    # is visible (single-document writes, outbox events published later).
+    return JSONResponse(
+        {"detail": {"code": "temporarily_unavailable", "message": "a backing service is unavailable; retry shortly"}},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "5"},
+    )
+
+
 def install_common(app: FastAPI, max_body_bytes: int, checks: dict[str, ReadinessCheck]) -> None:
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(PyMongoError, _dependency_unavailable)
+    app.add_exception_handler(KafkaError, _dependency_unavailable)
     app.include_router(health_router(checks))
 
 
