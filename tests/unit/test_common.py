@@ -117,3 +117,29 @@ def test_production_refuses_the_placeholder_operator_key():
     with pytest.raises(ValidationError):
         ServiceSettings(environment="production", operator_key="dev-operator-key")
     assert ServiceSettings(environment="production", operator_key="a-real-secret-value").environment == "production"
+
+
+def test_a_downstream_route_admits_only_a_valid_assertion_for_itself():
+    from typing import Annotated
+
+    from fastapi import Depends, FastAPI
+    from fastapi.testclient import TestClient
+
+    private, public = identity.generate_signing_key()
+    current = identity.participant_dependency(public, "tessera-dialogue")
+    app = FastAPI()
+
+    @app.get("/whoami")
+    async def whoami(who: Annotated[identity.Participant, Depends(current)]) -> dict:
+        return {"participant_id": who.participant_id, "tenant_id": who.tenant_id}
+
+    client = TestClient(app)
+    who = identity.Participant("p_abc", "t_def")
+    good = identity.sign_assertion(private, who, "tessera-dialogue")
+    for_rights = identity.sign_assertion(private, who, "tessera-rights")
+
+    assert client.get("/whoami", headers={identity.ASSERTION_HEADER: good}).json() == {
+        "participant_id": "p_abc", "tenant_id": "t_def"}
+    assert client.get("/whoami").status_code == 401
+    assert client.get("/whoami", headers={identity.ASSERTION_HEADER: for_rights}).status_code == 401
+    assert client.get("/whoami", headers={identity.ASSERTION_HEADER: good + "x"}).status_code == 401

@@ -88,3 +88,21 @@ def verify_assertion(public_key_b64: str, token: str, audience: str) -> Particip
 
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
+
+
+def participant_dependency(public_key_b64: str | None, audience: str):
+    """A FastAPI dependency for a downstream service's participant routes: the verified
+    participant, or 401. Requests reach these routes only through the gateway."""
+    from fastapi import Header, HTTPException
+
+    async def current_participant(
+        assertion: str | None = Header(default=None, alias=ASSERTION_HEADER),
+    ) -> Participant:
+        if public_key_b64 is None or not assertion:
+            raise HTTPException(401, {"code": "missing_assertion", "message": "participant routes go through the gateway"})
+        try:
+            return verify_assertion(public_key_b64, assertion, audience)
+        except InvalidAssertion:
+            raise HTTPException(401, {"code": "invalid_assertion", "message": "the participant assertion is not valid"}) from None
+
+    return current_participant
