@@ -31,9 +31,11 @@ unit: deps
 lint: deps
 	$(UV) run --frozen ruff check libs services deploy tests bench
 
-## Enrolments per second and latency through the gateway, beside a bare baseline.
+## Enrolments per second and latency through the gateway, beside a bare baseline;
+## personal-data screening's precision, recall and cost per text.
 bench: stack-fetch
 	$(UV) run --frozen python -m bench.enrolment
+	$(UV) run --frozen python -m bench.screening
 
 clean:
 	rm -rf .run
