@@ -62,6 +62,24 @@ async def _load(url: str, make_body, total: int, concurrency: int) -> tuple[floa
     return total / elapsed, latencies
 
 
+async def _outbox_drain_seconds(mongo_url: str, timeout: float = 600) -> float:
+    """How long after the load the gateway's outbox is empty again: the background work
+    the request path did not wait for."""
+    from pymongo import AsyncMongoClient
+
+    client = AsyncMongoClient(mongo_url)
+    devices = client["tessera_enrolment"]["devices"]
+    started = time.perf_counter()
+    try:
+        while await devices.count_documents({"outbox_since": {"$exists": True}}) > 0:
+            if time.perf_counter() - started > timeout:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        await client.close()
+    return time.perf_counter() - started
+
+
 def _percentile(values: list[float], p: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1] if len(values) > 1 else values[0]
 
@@ -137,6 +155,7 @@ def main() -> None:
         ):
             asyncio.run(_load(url, body, args.warmup, args.concurrency))
             results[name] = asyncio.run(_load(url, body, args.requests, args.concurrency))
+        drained_after = asyncio.run(_outbox_drain_seconds(mongo_url))
 
         print(f"\nTessera bench: {args.requests} requests after {args.warmup} warm-up, "
               f"concurrency {args.concurrency}, {os.cpu_count()} cores, Kafka + FerretDB (SQLite) local")
@@ -146,6 +165,8 @@ def main() -> None:
                   f"{_percentile(latencies, 99) * 1000:>10.1f}")
         gateway_rate, baseline_rate = results["gateway enrol"][0], results["baseline insert"][0]
         print(f"gateway / baseline throughput: {gateway_rate / baseline_rate:.2f}")
+        print(f"gateway outbox empty {drained_after:.1f} s after the last request "
+              "(events are published at once; removing them from the documents lags)")
     finally:
         for server in reversed(servers):
             server.stop()
