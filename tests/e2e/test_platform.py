@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from uuid import uuid4
 import shutil
 import sys
 import time
@@ -19,6 +20,7 @@ pytestmark = [pytest.mark.connected, pytest.mark.e2e]
 
 SERVICES = ("enrolment", "dialogue", "rights", "analytics")
 OPERATOR_KEY = "e2e-operator-key-0123456789"
+INTERNAL_TOKEN = "e2e-internal-token-" + os.urandom(8).hex()
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +30,10 @@ def platform(stack, tmp_path_factory) -> Iterator[dict[str, str]]:
     urls: dict[str, str] = {}
     servers: list[Server] = []
     suffix = os.urandom(4).hex()
+    ports = {service: free_port() for service in SERVICES}
     try:
         for service in SERVICES:
-            port = free_port()
+            port = ports[service]
             command = shutil.which(f"tessera-{service}", path=str(Path(sys.executable).parent))
             assert command, f"console script tessera-{service} is not installed"
             env = {
@@ -43,6 +46,9 @@ def platform(stack, tmp_path_factory) -> Iterator[dict[str, str]]:
                 "TESSERA_GATEWAY_SIGNING_KEY": private,
                 "TESSERA_GATEWAY_PUBLIC_KEY": public,
                 "TESSERA_ENVIRONMENT": "test",
+                "TESSERA_INTERNAL_TOKEN": INTERNAL_TOKEN,
+                "TESSERA_DIALOGUE_URL": f"http://127.0.0.1:{ports['dialogue']}",
+                "TESSERA_RIGHTS_URL": f"http://127.0.0.1:{ports['rights']}",
             }
             servers.append(spawn(service, [command], logs / f"{service}.log", env=env, port=port))
             urls[service] = f"http://127.0.0.1:{port}"
@@ -106,3 +112,55 @@ def test_phones_enrol_through_the_gateway_and_analytics_counts_them(platform):
     peek = httpx.get(f"{analytics}/v1/tenants/{tenant['tenant_id']}/stats/devices",
                      headers={"Authorization": f"Bearer {other['api_key']}"})
     assert peek.status_code in (401, 403)  # 401 until analytics has seen the new tenant
+
+
+def _eventually(call, ok, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        response = call()
+        if ok(response):
+            return response
+        assert time.monotonic() < deadline, f"gave up: {response.status_code} {response.text}"
+        time.sleep(0.3)
+
+
+def test_phones_answer_through_the_gateway_and_see_the_group_at_k(platform, stack):
+    import asyncio
+
+    from support.kafka import read_topic
+    from tessera_common.events import Topics
+
+    gateway, dialogue = platform["enrolment"], platform["dialogue"]
+    tenant = httpx.post(f"{gateway}/v1/tenants", json={"name": "E2E dialogue", "region": "eu-west"},
+                        headers={"Authorization": f"Bearer {OPERATOR_KEY}"}).json()
+    as_tenant = {"Authorization": f"Bearer {tenant['api_key']}"}
+    settings_url = f"{dialogue}/v1/tenants/{tenant['tenant_id']}/settings"
+    _eventually(lambda: httpx.put(settings_url, json={"min_group_size": 3}, headers=as_tenant),
+                lambda r: r.status_code == 200)
+    base = f"{dialogue}/v1/tenants/{tenant['tenant_id']}/dialogues"
+    created = httpx.post(base, headers=as_tenant, json={"title": "Library hours", "questions": [
+        {"kind": "single_choice", "prompt": "Open on Sundays?",
+         "choices": [{"key": "yes", "label": "Yes"}, {"key": "no", "label": "No"}]},
+        {"kind": "open_text", "prompt": "Anything else?"}]}).json()
+    assert httpx.post(f"{base}/{created['dialogue_id']}/publish", headers=as_tenant).status_code == 200
+    choice_q, text_q = (q["question_id"] for q in created["questions"])
+    code = httpx.post(f"{gateway}/v1/tenants/{tenant['tenant_id']}/codes", json={}, headers=as_tenant).json()
+    phones = [httpx.post(f"{gateway}/v1/enrolments",
+                         json={"code": code["code"], "platform": "android", "form_factor": "phone"}).json()
+              for _ in range(3)]
+    secret_text = f"Longer evening hours {uuid4().hex}"
+    route = f"{gateway}/v1/me/dialogues/{created['dialogue_id']}/questions"
+    for i, phone in enumerate(phones):
+        auth = {"Authorization": f"Bearer {phone['device_token']}"}
+        put = httpx.put(f"{route}/{choice_q}/answer", json={"value": "yes" if i else "no"}, headers=auth)
+        assert put.status_code == 201, put.text
+        group = httpx.get(f"{route}/{choice_q}/group", headers=auth).json()
+        assert group["status"] == ("ready" if i == 2 else "not_enough_answers")
+    assert {c["key"]: c["count"] for c in group["choices"]} == {"yes": 2, "no": 1}
+    text = httpx.put(f"{route}/{text_q}/answer", json={"value": secret_text},
+                     headers={"Authorization": f"Bearer {phones[0]['device_token']}"})
+    assert text.status_code == 201, text.text
+
+    records = asyncio.run(read_topic(stack.kafka_bootstrap, Topics.ANSWER_SUBMITTED, until=lambda rs: any(
+        r["value"]["data"]["answer_id"] == text.json()["answer_id"] for r in rs)))
+    assert not any(secret_text.encode() in r["raw"] for r in records)

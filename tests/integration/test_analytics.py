@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
+from uuid import uuid4
 from datetime import UTC, datetime
 
 import httpx
@@ -140,3 +142,45 @@ async def test_a_malformed_event_is_dead_lettered_and_the_consumer_moves_on(anal
     assert "DeviceEnrolled" in letter["value"]["reason"]
     assert letter["value"]["payload_bytes"] == len(poison)
     assert b"x@y.nl" not in letter["raw"]  # the reason describes; it does not copy
+
+
+async def test_k_follows_the_tenants_settings_and_a_late_revision_never_rolls_it_back(analytics, stack):
+    from tessera_common.events import TenantSettingsChanged, TenantSettingsChangedData
+
+    tenant_id = new_id("t")
+    api_key = new_split_secret("tak", tenant_id)
+
+    async def settings(k: int, revision: int) -> None:
+        event = TenantSettingsChanged(source="test", tenant_id=tenant_id, subject=tenant_id,
+                                      data=TenantSettingsChangedData(min_group_size=k, pii_policy="warn",
+                                                                     revision=revision))
+        await produce(stack.kafka_bootstrap, Topics.TENANT_SETTINGS_CHANGED, event.model_dump_json().encode(),
+                      key=tenant_id.encode())
+
+    # The settings change arrives before the registration (another topic, another producer).
+    await settings(3, revision=2)
+    registered = TenantRegistered(source="test", tenant_id=tenant_id, subject=tenant_id,
+                                  data=TenantRegisteredData(region="eu-west", api_key_sha256=secret_hash(api_key)))
+    await produce(stack.kafka_bootstrap, Topics.TENANT_REGISTERED, registered.model_dump_json().encode())
+    await settings(7, revision=1)  # late: an older revision
+    # A barrier: a malformed message behind it in the same partition is dead-lettered
+    # only after the late revision was handled.
+    barrier = f"barrier {uuid4()}".encode()
+    await produce(stack.kafka_bootstrap, Topics.TENANT_SETTINGS_CHANGED, barrier, key=tenant_id.encode())
+    await read_topic(stack.kafka_bootstrap, Topics.DEAD_LETTER, until=lambda rs: any(
+        r["value"]["payload_sha256"] == hashlib.sha256(barrier).hexdigest() for r in rs))
+
+    async def k_is_three():
+        response = await analytics.get(f"/v1/tenants/{tenant_id}/stats/devices",
+                                       headers={"Authorization": f"Bearer {api_key}"})
+        return response.status_code == 200 and response.json()["min_group_size"] == 3
+
+    assert await eventually(k_is_three)
+    await settings(4, revision=3)
+
+    async def k_is_four():
+        response = await analytics.get(f"/v1/tenants/{tenant_id}/stats/devices",
+                                       headers={"Authorization": f"Bearer {api_key}"})
+        return response.json()["min_group_size"] == 4
+
+    assert await eventually(k_is_four)

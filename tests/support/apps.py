@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from uuid import uuid4
 
 import httpx
@@ -67,5 +68,84 @@ def enrolment_settings(stack, **overrides) -> EnrolmentSettings:
         operator_key=OPERATOR_KEY,
         environment="test",
         outbox_sweep_seconds=0.5,
-        **overrides,
+        **{"internal_token": INTERNAL_TOKEN, "erased_marker_key": MARKER_KEY, **overrides},
     )
+
+
+INTERNAL_TOKEN = "test-internal-token-" + uuid4().hex
+MARKER_KEY = "test-erased-marker-key-" + uuid4().hex
+
+
+@dataclass
+class Platform:
+    """Gateway, dialogue and rights apps running in-process on the real stack, wired as
+    in production: participant calls go through the gateway, which signs assertions
+    for dialogue; dialogue fetches data keys from rights."""
+
+    gateway: httpx.AsyncClient
+    dialogue: httpx.AsyncClient
+    rights: httpx.AsyncClient
+    gateway_app: FastAPI
+    dialogue_app: FastAPI
+    rights_app: FastAPI
+    signing_key: str
+
+    def db_name(self, service: str) -> str:
+        app = {"enrolment": self.gateway_app, "dialogue": self.dialogue_app, "rights": self.rights_app}[service]
+        return app.state.wiring.settings.mongo_database
+
+
+@contextlib.asynccontextmanager
+async def running_platform(stack, **dialogue_overrides) -> AsyncIterator[Platform]:
+    from tessera_common.identity import generate_signing_key
+    from tessera_dialogue.app import DialogueSettings
+    from tessera_dialogue.app import create_app as create_dialogue
+    from tessera_enrolment.app import create_app as create_enrolment
+    from tessera_rights.app import RightsSettings
+    from tessera_rights.app import create_app as create_rights
+
+    private, public = generate_signing_key()
+    common = dict(
+        kafka_bootstrap_servers=stack.kafka_bootstrap, mongo_url=stack.mongo_url, environment="test",
+        internal_token=INTERNAL_TOKEN, erased_marker_key=MARKER_KEY, outbox_sweep_seconds=0.5,
+    )
+    rights_app = create_rights(RightsSettings(mongo_database=unique_db("rights"), **common))
+    async with running(rights_app) as rights:
+        dialogue_app = create_dialogue(
+            DialogueSettings(mongo_database=unique_db("dialogue"), gateway_public_key=public,
+                             **common, **dialogue_overrides),
+            rights_transport=httpx.ASGITransport(app=rights_app),
+        )
+        async with running(dialogue_app) as dialogue:
+            gateway_app = create_enrolment(
+                enrolment_settings(stack, gateway_signing_key=private),
+                downstream_transports={"dialogue": httpx.ASGITransport(app=dialogue_app)},
+            )
+            async with running(gateway_app) as gateway:
+                yield Platform(gateway, dialogue, rights, gateway_app, dialogue_app, rights_app, private)
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+async def tenant_known_to_dialogue(platform: Platform, tenant: dict) -> None:
+    """Dialogue learns a tenant's key from ``tenant-registered``: wait until it has."""
+    from support.kafka import eventually
+
+    async def known():
+        response = await platform.dialogue.get(f"/v1/tenants/{tenant['tenant_id']}/settings",
+                                               headers=bearer(tenant["api_key"]))
+        return response.status_code == 200
+
+    await eventually(known, timeout=60)
+
+
+async def enrol_devices(platform: Platform, tenant: dict, n: int) -> list[dict]:
+    code = await create_code(platform.gateway, tenant)
+    devices = []
+    for _ in range(n):
+        response = await enrol(platform.gateway, code["code"])
+        assert response.status_code == 201, response.text
+        devices.append(response.json())
+    return devices

@@ -8,7 +8,7 @@ from tessera_common import identity
 from tessera_common.events import DeviceEnrolled, Topics
 from tessera_common.logs import REDACTED, redact_sensitive
 from tessera_common.netaddr import truncate_ip
-from tessera_common.secrets import new_split_secret, secret_hash, split_secret_selector
+from tessera_common.secrets import erased_marker, new_split_secret, secret_hash, split_secret_selector
 from tessera_common.settings import ServiceSettings
 from tessera_common.telemetry import sanitise_path
 
@@ -113,10 +113,21 @@ def test_tenant_topics_share_a_prefix_for_acls():
     assert len(set(Topics.all())) == len(Topics.all())
 
 
-def test_production_refuses_the_placeholder_operator_key():
-    with pytest.raises(ValidationError):
-        ServiceSettings(environment="production", operator_key="dev-operator-key")
-    assert ServiceSettings(environment="production", operator_key="a-real-secret-value").environment == "production"
+REAL = {"operator_key": "a-real-secret-value", "internal_token": "another-real-one", "erased_marker_key": "a-third"}
+
+
+@pytest.mark.parametrize("secret", ["operator_key", "internal_token", "erased_marker_key"])
+def test_production_refuses_every_placeholder_secret(secret):
+    with pytest.raises(ValidationError, match=secret.upper()):
+        ServiceSettings(environment="production", **{**REAL, secret: f"dev-{secret.replace('_', '-')}"})
+    assert ServiceSettings(environment="production", **REAL).environment == "production"
+
+
+def test_an_erased_marker_is_keyed_and_does_not_contain_the_id():
+    marker = erased_marker("key-one", "p_abc123")
+    assert marker == erased_marker("key-one", "p_abc123")
+    assert marker != erased_marker("key-two", "p_abc123")
+    assert "abc123" not in marker and len(marker) == 64
 
 
 def test_a_downstream_route_admits_only_a_valid_assertion_for_itself():

@@ -57,6 +57,7 @@ def _keys() -> dict[str, str]:
     private, public = generate_signing_key()
     return {
         "TESSERA_OPERATOR_KEY": secrets.token_urlsafe(32),
+        "TESSERA_INTERNAL_TOKEN": secrets.token_urlsafe(32),
         "TESSERA_GATEWAY_SIGNING_KEY": private,
         "TESSERA_GATEWAY_PUBLIC_KEY": public,
     }
@@ -91,7 +92,7 @@ def run(settings: StackSettings) -> int:
     generated = [k for k in ("TESSERA_OPERATOR_KEY",) if not os.environ.get(k)]
     keys = _keys()
     env = dict(os.environ)
-    for name in ("TESSERA_OPERATOR_KEY",):
+    for name in ("TESSERA_OPERATOR_KEY", "TESSERA_INTERNAL_TOKEN"):
         env.setdefault(name, keys[name])
     if not env.get("TESSERA_GATEWAY_SIGNING_KEY"):
         env["TESSERA_GATEWAY_SIGNING_KEY"] = keys["TESSERA_GATEWAY_SIGNING_KEY"]
@@ -117,6 +118,8 @@ def run(settings: StackSettings) -> int:
         env.update(
             TESSERA_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
             TESSERA_MONGO_URL=f"mongodb://127.0.0.1:{settings.store_port}/",
+            TESSERA_DIALOGUE_URL=f"http://127.0.0.1:{settings.dialogue_port}",
+            TESSERA_RIGHTS_URL=f"http://127.0.0.1:{settings.rights_port}",
         )
         bin_dir = Path(sys.executable).parent
         for service in SERVICES:

@@ -14,7 +14,16 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from opentelemetry.sdk.trace import TracerProvider
 
-from tessera_common.events import DeadLetter, Topics
+from datetime import UTC, datetime
+
+from tessera_common.events import (
+    DeadLetter,
+    ErasureRequested,
+    StoreErasureCompleted,
+    StoreErasureCompletedData,
+    Topics,
+    partition_key,
+)
 from tessera_common.logs import get_logger
 
 log = get_logger(__name__)
@@ -78,3 +87,26 @@ async def dead_letter(
     await broker.publish(letter.model_dump(mode="json"), Topics.DEAD_LETTER)
     log.warning("dead_lettered", consumer=consumer, topic=topic, partition=partition, offset=offset)
 
+
+
+async def confirm_erasure(broker: KafkaBroker, request: ErasureRequested, *, store: str, source: str,
+                          documents_deleted: int) -> None:
+    """Tell the rights service that ``store`` (its name in the data map) erased the
+    participant of ``request``. Sent directly, not through an outbox: if it is lost,
+    the request is redelivered or retried, erased again (a no-op) and confirmed again."""
+    confirmation = StoreErasureCompleted(
+        source=source,
+        subject=request.data.request_id,
+        tenant_id=request.tenant_id,
+        data=StoreErasureCompletedData(
+            request_id=request.data.request_id,
+            store=store,
+            documents_deleted=documents_deleted,
+            completed_at=datetime.now(UTC),
+        ),
+    )
+    await broker.publish(
+        confirmation.model_dump(mode="json"),
+        Topics.STORE_ERASURE_COMPLETED,
+        key=partition_key(request.data.participant_id),
+    )

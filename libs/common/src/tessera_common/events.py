@@ -29,6 +29,8 @@ OpaqueId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Platform = Literal["ios", "android"]
 FormFactor = Literal["phone", "tablet"]
 ErasureReason = Literal["participant", "tenant", "retention"]
+QuestionKind = Literal["open_text", "idea", "single_choice", "multiple_choice", "scale"]
+PiiPolicy = Literal["warn", "redact", "reject"]
 
 
 class Topics:
@@ -36,7 +38,9 @@ class Topics:
 
     TENANT_REGISTERED: ClassVar[str] = "tessera.tenant-registered.v1"
     DEVICE_ENROLLED: ClassVar[str] = "tessera.device-enrolled.v1"
+    TENANT_SETTINGS_CHANGED: ClassVar[str] = "tessera.tenant-settings-changed.v1"
     ANSWER_SUBMITTED: ClassVar[str] = "tessera.answer-submitted.v1"
+    ANSWER_CHANGED: ClassVar[str] = "tessera.answer-changed.v1"
     ERASURE_REQUESTED: ClassVar[str] = "tessera.erasure-requested.v1"
     STORE_ERASURE_COMPLETED: ClassVar[str] = "tessera.store-erasure-completed.v1"
     DEAD_LETTER: ClassVar[str] = "tessera.dead-letter.v1"
@@ -45,8 +49,10 @@ class Topics:
     def all(cls) -> list[str]:
         return [
             cls.TENANT_REGISTERED,
+            cls.TENANT_SETTINGS_CHANGED,
             cls.DEVICE_ENROLLED,
             cls.ANSWER_SUBMITTED,
+            cls.ANSWER_CHANGED,
             cls.ERASURE_REQUESTED,
             cls.STORE_ERASURE_COMPLETED,
             cls.DEAD_LETTER,
@@ -108,6 +114,24 @@ class TenantRegistered(EventEnvelope):
     data: TenantRegisteredData
 
 
+class TenantSettingsChangedData(BaseModel):
+    """The tenant's settings as the dialogue service now holds them (it owns them).
+
+    ``revision`` grows with every change, so a consumer keeps the highest it has seen
+    and a late or redelivered event cannot roll a setting back."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_group_size: int = Field(ge=3)
+    pii_policy: PiiPolicy
+    revision: int = Field(ge=1)
+
+
+class TenantSettingsChanged(EventEnvelope):
+    type: Literal["io.tessera.tenant.settings-changed.v1"] = "io.tessera.tenant.settings-changed.v1"
+    data: TenantSettingsChangedData
+
+
 # --- devices ---------------------------------------------------------------
 
 
@@ -130,24 +154,51 @@ class DeviceEnrolled(EventEnvelope):
 # --- answers ---------------------------------------------------------------
 
 
-class AnswerSubmittedData(BaseModel):
+class AnswerFields(BaseModel):
+    """What both answer events say about the answer: whose, to what, and its value."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     participant_id: OpaqueId
     dialogue_id: OpaqueId
     question_id: OpaqueId
     answer_id: OpaqueId
-    question_kind: Literal["open_text", "idea", "single_choice", "multiple_choice", "scale"]
+    question_kind: QuestionKind
     #: Choice keys or a scale value: not free text, so not encrypted.
     choices: list[OpaqueId] = Field(default_factory=list)
     scale_value: int | None = None
     text: EncryptedText | None = None
+    #: Kinds of personal data the screening found (never the text found).
+    screening_kinds: list[str] = Field(default_factory=list)
+
+
+class AnswerSubmittedData(AnswerFields):
+    """A participant's answer as first stored (after screening: redacted if the
+    tenant's policy says so)."""
+
+    #: The answer's version: 1 here, +1 with every change. Answer events travel on two
+    #: topics, so a consumer orders them by version, not by arrival.
+    version: int = Field(default=1, ge=1)
     submitted_at: datetime
 
 
 class AnswerSubmitted(EventEnvelope):
     type: Literal["io.tessera.answer.submitted.v1"] = "io.tessera.answer.submitted.v1"
     data: AnswerSubmittedData
+
+
+class AnswerChangedData(AnswerFields):
+    """An answer edited (new value) or withdrawn (no value). The highest ``version``
+    of an ``answer_id`` is its current state."""
+
+    change: Literal["edited", "withdrawn"]
+    version: int = Field(ge=2)
+    changed_at: datetime
+
+
+class AnswerChanged(EventEnvelope):
+    type: Literal["io.tessera.answer.changed.v1"] = "io.tessera.answer.changed.v1"
+    data: AnswerChangedData
 
 
 # --- erasure ---------------------------------------------------------------

@@ -43,6 +43,18 @@ def outbox_fields(event: EventEnvelope, topic: str, key: bytes | None) -> dict[s
     }
 
 
+def outbox_update(document_id: Any, event: EventEnvelope, topic: str, key: bytes | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """For a change to an existing document: the ``$set`` fields that add the event to
+    its outbox (beside events still waiting there), and the view of the document that
+    :meth:`OutboxRelay.publish_soon` needs afterwards."""
+    fields = outbox_fields(event, topic, key)
+    (event_id, entry), = fields[FIELD].items()
+    return (
+        {f"{FIELD}.{event_id}": entry, SINCE: fields[SINCE]},
+        {"_id": document_id, FIELD: fields[FIELD], SINCE: fields[SINCE]},
+    )
+
+
 def _now_ms() -> datetime:
     """BSON dates hold milliseconds; the marker is compared for equality after a round trip."""
     now = datetime.now(UTC)

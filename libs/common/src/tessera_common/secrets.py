@@ -48,3 +48,11 @@ def split_secret_selector(prefix: str, presented: str) -> str | None:
     if not selector or len(selector) > 64 or not all(c.isalnum() or c in "_-" for c in selector):
         return None
     return selector
+
+
+def erased_marker(key: str, participant_id: str) -> str:
+    """How a service remembers that a participant was erased without keeping who:
+    HMAC-SHA256 of the participant ID under a service secret. The marker answers
+    "was this participant erased?" for an ID in hand, and nothing else: without the
+    key it cannot be linked back to an ID, and it is no personal data in itself."""
+    return hmac.new(key.encode(), participant_id.encode(), hashlib.sha256).hexdigest()

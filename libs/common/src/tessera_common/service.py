@@ -55,6 +55,7 @@ def service_app(
     description: str,
     routers: Sequence[APIRouter] = (),
     on_start: Callable[[], Awaitable[None]] | None = None,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
     relay: OutboxRelay | None = None,
 ) -> FastAPI:
     settings = wiring.settings
@@ -82,6 +83,8 @@ def service_app(
                     await sweeper
             if relay is not None:
                 await relay.drain()
+            if on_stop is not None:
+                await on_stop()
             await wiring.broker.stop()
             await wiring.mongo.close()
             wiring.telemetry.shutdown()

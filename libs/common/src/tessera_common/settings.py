@@ -12,7 +12,9 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Values that must never reach a non-development deployment.
-PLACEHOLDER_SECRETS = frozenset({"", "changeme", "dev-operator-key"})
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "dev-operator-key", "dev-internal-token", "dev-erased-marker-key"}
+)
 
 
 class ServiceSettings(BaseSettings):
@@ -42,6 +44,14 @@ class ServiceSettings(BaseSettings):
     #: use to verify participant assertions forwarded by the enrolment gateway.
     gateway_public_key: str | None = None
 
+    #: Bearer token services present to each other's ``/internal`` routes (the rights
+    #: service's data keys). In production these routes are also fenced off by the
+    #: network policy (deploy/k8s); the token is the second lock, not the only one.
+    internal_token: SecretStr = SecretStr("dev-internal-token")
+    #: HMAC key under which this service remembers erased participants
+    #: (:func:`tessera_common.secrets.erased_marker`): never their raw ID.
+    erased_marker_key: SecretStr = SecretStr("dev-erased-marker-key")
+
     #: Largest HTTP request body accepted, in bytes; anything larger gets 413.
     max_body_bytes: int = Field(default=16 * 1024, ge=1024)
 
@@ -50,6 +60,9 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> ServiceSettings:
-        if self.environment == "production" and self.operator_key.get_secret_value() in PLACEHOLDER_SECRETS:
-            raise ValueError("TESSERA_OPERATOR_KEY must be set to a real secret in production")
+        if self.environment != "production":
+            return self
+        for name in ("operator_key", "internal_token", "erased_marker_key"):
+            if getattr(self, name).get_secret_value() in PLACEHOLDER_SECRETS:
+                raise ValueError(f"TESSERA_{name.upper()} must be set to a real secret in production")
         return self

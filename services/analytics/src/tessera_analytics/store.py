@@ -23,15 +23,35 @@ class AnalyticsStore:
         await self.device_contributions.create_index([("tenant_id", ASCENDING)])
 
     async def upsert_tenant(self, tenant_id: str, api_key_sha256: str, min_group_size: int) -> None:
+        """From ``tenant-registered``: the key hash, and k only if no settings change
+        (which may arrive first: another topic, another producer) has set it."""
         await self.tenants.update_one(
             {"_id": tenant_id},
-            {"$set": {"api_key_sha256": api_key_sha256, "min_group_size": min_group_size}},
+            {"$set": {"api_key_sha256": api_key_sha256},
+             "$setOnInsert": {"min_group_size": min_group_size, "settings_revision": 0}},
             upsert=True,
         )
 
+    async def apply_settings(self, tenant_id: str, min_group_size: int, revision: int) -> bool:
+        """From ``tenant-settings-changed``: k, unless a later revision is already here,
+        so a late or redelivered event never rolls k back."""
+        newer = await self.tenants.update_one(
+            {"_id": tenant_id, "settings_revision": {"$lt": revision}},
+            {"$set": {"min_group_size": min_group_size, "settings_revision": revision}},
+        )
+        if newer.matched_count:
+            return True
+        try:
+            await self.tenants.insert_one(
+                {"_id": tenant_id, "min_group_size": min_group_size, "settings_revision": revision}
+            )
+        except DuplicateKeyError:
+            return False  # the tenant is here with this revision or a later one
+        return True
+
     async def api_key_hash(self, tenant_id: str) -> str | None:
         tenant = await self.tenants.find_one({"_id": tenant_id}, {"api_key_sha256": 1})
-        return tenant["api_key_sha256"] if tenant else None
+        return tenant.get("api_key_sha256") if tenant else None
 
     async def min_group_size(self, tenant_id: str) -> int | None:
         tenant = await self.tenants.find_one({"_id": tenant_id}, {"min_group_size": 1})

@@ -1,23 +1,56 @@
-"""Dialogue service bootstrap. Not built yet: it answers /healthz and /readyz (its broker
-and store) so the platform runs whole; its routes and subscribers come with its issue."""
+"""The dialogue service's bootstrap: settings, broker, store, data keys, telemetry →
+one FastAPI app."""
 
 from __future__ import annotations
 
+import httpx
 from fastapi import FastAPI
+from opentelemetry.sdk.trace.export import SpanExporter
+from pydantic import Field
 
+from tessera_common.datakeys import DataKeyClient
+from tessera_common.outbox import OutboxRelay
 from tessera_common.service import serve, service_app, wire
 from tessera_common.settings import ServiceSettings
+from tessera_dialogue.api import PersonalDataProblem, build_router, personal_data_problem
+from tessera_dialogue.handlers import register_handlers
+from tessera_dialogue.store import DialogueStore
 
 
 class DialogueSettings(ServiceSettings):
     service_name: str = "tessera-dialogue"
     port: int = 8002
     mongo_database: str = "tessera_dialogue"
+    #: A dialogue with many questions is larger than the default body limit.
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    #: The rights service, which holds the participants' data keys.
+    rights_url: str = "http://127.0.0.1:8003"
 
 
-def create_app(settings: DialogueSettings | None = None) -> FastAPI:
+def create_app(
+    settings: DialogueSettings | None = None,
+    span_exporter: SpanExporter | None = None,
+    rights_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """``rights_transport`` lets a test reach an in-process rights app instead of a port."""
     settings = settings or DialogueSettings()
-    return service_app(wire(settings), title="Tessera dialogue", description="Not built yet: health routes only.")
+    wiring = wire(settings, span_exporter)
+    store = DialogueStore(wiring.db)
+    relay = OutboxRelay(wiring.broker, [store.answers, store.tenants], grace_seconds=settings.outbox_sweep_seconds)
+    keys = DataKeyClient(settings.rights_url, settings.internal_token.get_secret_value(), transport=rights_transport)
+    marker_key = settings.erased_marker_key.get_secret_value()
+    register_handlers(wiring.broker, store, marker_key)
+    app = service_app(
+        wiring,
+        title="Tessera dialogue",
+        description="Dialogues, answers, the group view and personal-data screening.",
+        routers=[build_router(store, relay, keys, settings.gateway_public_key, marker_key)],
+        on_start=store.ensure_indexes,
+        on_stop=keys.aclose,
+        relay=relay,
+    )
+    app.add_exception_handler(PersonalDataProblem, personal_data_problem)  # type: ignore[arg-type]
+    return app
 
 
 def main() -> None:

@@ -1,18 +1,25 @@
 """Dialogue rules, no I/O: question kinds, what a valid answer is, the dialogue's
-lifecycle, and when a group view may be shown.
-
-Groundwork for issue 3: the routes, store and events that use these rules come with it.
+lifecycle, what the personal-data policy does to a text, and what the group view
+may show.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import random
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-QuestionKind = Literal["open_text", "idea", "single_choice", "multiple_choice", "scale"]
+from tessera_common.events import PiiPolicy, QuestionKind
+from tessera_common.screening import Finding, redact, screen
+
 DialogueStatus = Literal["draft", "published", "closed", "archived"]
-PiiPolicy = Literal["warn", "redact", "reject"]
+DEFAULT_PII_POLICY: PiiPolicy = "warn"
+#: The group view of a text question shows at most this many of the others' texts.
+GROUP_TEXTS_SHOWN = 100
 
 MAX_TEXT_CHARS = 2000
 MIN_GROUP_SIZE_FLOOR = 3
@@ -88,12 +95,13 @@ def validate_answer(question: Question, value: object) -> Answer:
     if question.kind in ("open_text", "idea"):
         if not isinstance(value, str):
             raise RuleViolation("wrong_type", "this question takes text")
-        text = value.strip()
-        if not text:
+        # Kept as sent (not stripped), so the screening's character spans point into
+        # exactly the text the app holds.
+        if not value.strip():
             raise RuleViolation("empty_text", "the answer is empty")
-        if len(text) > MAX_TEXT_CHARS:
+        if len(value) > MAX_TEXT_CHARS:
             raise RuleViolation("text_too_long", f"at most {MAX_TEXT_CHARS} characters")
-        return Answer(text=text)
+        return Answer(text=value)
     offered = {c.key for c in question.choices}
     if question.kind == "single_choice":
         if not isinstance(value, str):
@@ -148,3 +156,120 @@ def check_min_group_size(k: int) -> int:
 def group_view_ready(distinct_participants: int, k: int) -> bool:
     """The group view exists only once at least k distinct participants answered."""
     return distinct_participants >= k
+
+
+# --- personal-data screening ----------------------------------------------
+
+
+class PersonalDataRejected(RuleViolation):
+    """Policy ``reject`` and the text holds personal data: nothing is stored."""
+
+    def __init__(self, findings: list[Finding]) -> None:
+        kinds = ", ".join(sorted({f.kind for f in findings}))
+        super().__init__("personal_data", f"the text seems to contain personal data ({kinds}); remove it and resend")
+        self.findings = findings
+
+
+@dataclass(frozen=True)
+class Screened:
+    """A text after the tenant's policy: what to store, and what was found where
+    (spans into the text the participant sent)."""
+
+    stored_text: str
+    findings: tuple[Finding, ...]
+    action: Literal["none", "flagged", "redacted"]
+
+
+def apply_pii_policy(text: str, policy: PiiPolicy) -> Screened:
+    findings = screen(text)
+    if not findings:
+        return Screened(text, (), "none")
+    if policy == "reject":
+        raise PersonalDataRejected(findings)
+    if policy == "redact":
+        return Screened(redact(text, findings), tuple(findings), "redacted")
+    return Screened(text, tuple(findings), "flagged")
+
+
+def shown_to_others(text: str, findings: list[Finding]) -> str:
+    """What other participants see of a text: under ``warn`` the tenant keeps the
+    original, but the group never sees personal data, so flagged spans are redacted."""
+    return redact(text, findings) if findings else text
+
+
+# --- identities and idempotency --------------------------------------------
+
+
+def answer_id_for(participant_id: str, question_id: str) -> str:
+    """One answer per participant and (non-idea) question, so its ID is derived from
+    both: a retried create finds the same document instead of making a second."""
+    return "a_" + hashlib.blake2b(f"{participant_id}/{question_id}".encode(), digest_size=12).hexdigest()
+
+
+def idea_id_for(participant_id: str, question_id: str, idempotency_key: str) -> str:
+    """Ideas are many per participant; a client-supplied idempotency key names one."""
+    raw = f"{participant_id}/{question_id}/{idempotency_key}".encode()
+    return "i_" + hashlib.blake2b(raw, digest_size=12).hexdigest()
+
+
+def value_fingerprint(value: object) -> str:
+    """A digest of what was sent, to tell a true retry from a reused idempotency key."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def check_idempotent_replay(stored_key: str | None, stored_fingerprint: str | None,
+                            key: str | None, fingerprint: str) -> bool:
+    """True when this request repeats the stored one (same key, same value): change
+    nothing. The same key with another value is a client bug, refused rather than
+    guessed at."""
+    if key is None or stored_key != key:
+        return False
+    if stored_fingerprint != fingerprint:
+        raise RuleViolation("idempotency_key_reused", "this Idempotency-Key was used with another value")
+    return True
+
+
+# --- the group view ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupAnswer:
+    """One current answer to a question as the group view needs it: whose (only to
+    count distinct participants and leave out the viewer's own), never shown."""
+
+    participant_id: str
+    choices: tuple[str, ...] = ()
+    scale_value: int | None = None
+    shown_text: str | None = None
+
+
+def group_view(question: Question, answers: list[GroupAnswer], k: int, viewer: str,
+               rng: random.Random | None = None) -> dict[str, Any]:
+    """What the participant sees of the group's answers to ``question``.
+
+    Nothing but "not enough answers yet" below k distinct participants — not even how
+    many there are, which would itself be a figure about fewer than k. No participant
+    ID is ever part of the result."""
+    participants = {a.participant_id for a in answers}
+    if not group_view_ready(len(participants), k):
+        return {"status": "not_enough_answers", "min_group_size": k}
+    view: dict[str, Any] = {"status": "ready", "min_group_size": k, "respondents": len(participants)}
+    if question.kind in ("single_choice", "multiple_choice"):
+        counts = Counter(choice for a in answers for choice in a.choices)
+        view["choices"] = [{"key": c.key, "label": c.label, "count": counts.get(c.key, 0)} for c in question.choices]
+    elif question.kind == "scale":
+        values = [a.scale_value for a in answers if a.scale_value is not None]
+        counts = Counter(values)
+        assert question.scale_min is not None and question.scale_max is not None
+        view["histogram"] = [
+            {"value": v, "label": question.scale_labels.get(v), "count": counts.get(v, 0)}
+            for v in range(question.scale_min, question.scale_max + 1)
+        ]
+        view["mean"] = round(sum(values) / len(values), 2)
+    else:
+        texts = [a.shown_text for a in answers if a.participant_id != viewer and a.shown_text]
+        # Shuffled, not in arrival order: the order would tell who wrote last.
+        (rng or random.Random()).shuffle(texts)
+        view["texts"] = texts[:GROUP_TEXTS_SHOWN]
+        view["texts_total"] = len(texts)
+    return view

@@ -2,14 +2,17 @@
 :mod:`.domain`, persist with :mod:`.store`, publish through the outbox relay."""
 
 
+import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
+import httpx
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from limits import parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
-from opentelemetry import metrics
+from opentelemetry import metrics, propagate
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 from tessera_common.events import (
@@ -29,6 +32,7 @@ from tessera_common.http import (
     problem,
     require_bearer,
 )
+from tessera_common.identity import ASSERTION_HEADER, Participant, sign_assertion
 from tessera_common.logs import get_logger
 from tessera_common.netaddr import truncate_ip
 from tessera_common.outbox import OutboxRelay
@@ -133,11 +137,43 @@ class GuessThrottle:
         await self._limiter.hit(self._global, "enrol-fail", "global")
 
 
+#: The participant routes the gateway forwards, by the service behind them. The app
+#: calls only the gateway; the services behind it trust the assertion it attaches.
+FORWARDED: dict[str, list[tuple[str, str]]] = {
+    "dialogue": [
+        ("GET", "/v1/me/dialogues"),
+        ("GET", "/v1/me/dialogues/{dialogue_id}"),
+        ("PUT", "/v1/me/dialogues/{dialogue_id}/questions/{question_id}/answer"),
+        ("DELETE", "/v1/me/dialogues/{dialogue_id}/questions/{question_id}/answer"),
+        ("POST", "/v1/me/dialogues/{dialogue_id}/questions/{question_id}/ideas"),
+        ("GET", "/v1/me/dialogues/{dialogue_id}/questions/{question_id}/group"),
+        ("GET", "/v1/me/answers"),
+        ("PUT", "/v1/me/answers/{answer_id}"),
+        ("DELETE", "/v1/me/answers/{answer_id}"),
+    ],
+}
+#: Request headers passed on (besides the assertion and trace context); the device
+#: token is not among them: it never leaves the gateway.
+PASSED_REQUEST_HEADERS = ("content-type", "accept", "idempotency-key")
+PASSED_RESPONSE_HEADERS = ("content-type", "retry-after")
+SAFE_PATH_PARAM = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+@dataclass
+class Downstream:
+    """A service behind the gateway: its HTTP client and the audience its assertions name."""
+
+    client: httpx.AsyncClient
+    audience: str
+
+
 def build_router(
     store: EnrolmentStore,
     relay: OutboxRelay,
     operator_key: str,
     throttle: GuessThrottle,
+    downstreams: dict[str, Downstream] | None = None,
+    signing_key: str | None = None,
 ) -> APIRouter:
     router = APIRouter()
     meter = metrics.get_meter("tessera.enrolment")
@@ -265,6 +301,39 @@ def build_router(
         if device is None or not constant_time_equals(device["token_sha256"], secret_hash(token)):
             raise problem(401, "invalid_device_token", "this device token is not valid", UNAUTHORISED_HEADERS)
         return device
+
+    def forwarder(downstream: Downstream):
+        async def forward(request: Request, device: Annotated[dict, Depends(current_device)]) -> Response:
+            if any(not re.fullmatch(SAFE_PATH_PARAM, str(v)) for v in request.path_params.values()):
+                raise problem(404, "not_found", "no such resource")
+            if signing_key is None:
+                raise problem(503, "gateway_not_configured", "the gateway has no signing key for assertions")
+            participant = Participant(participant_id=device["_id"], tenant_id=device["tenant_id"])
+            headers = {name: request.headers[name] for name in PASSED_REQUEST_HEADERS if name in request.headers}
+            headers[ASSERTION_HEADER] = sign_assertion(signing_key, participant, downstream.audience)
+            propagate.inject(headers)  # the downstream service joins this request's trace
+            try:
+                upstream = await downstream.client.request(
+                    request.method, request.url.path, params=request.query_params,
+                    content=await request.body(), headers=headers,
+                )
+            except httpx.HTTPError as exc:
+                log.warning("downstream_unavailable", audience=downstream.audience, error=type(exc).__name__)
+                raise problem(503, "temporarily_unavailable", "a backing service is unavailable; retry shortly",
+                              {"Retry-After": "5"}) from None
+            passed = {name: upstream.headers[name] for name in PASSED_RESPONSE_HEADERS if name in upstream.headers}
+            return Response(upstream.content, status_code=upstream.status_code, headers=passed)
+
+        return forward
+
+    for name, routes in FORWARDED.items():
+        if downstreams is None or name not in downstreams:
+            continue
+        for method, path in routes:
+            router.add_api_route(
+                path, forwarder(downstreams[name]), methods=[method], tags=[f"device → {name}"],
+                summary=f"{method} {path} (forwarded to {name} with a participant assertion)",
+            )
 
     @router.get("/v1/me", tags=["device"])
     async def me(device: Annotated[dict, Depends(current_device)]) -> MeOut:

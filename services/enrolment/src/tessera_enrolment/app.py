@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic import Field, SecretStr, model_validator
@@ -9,7 +10,7 @@ from pydantic import Field, SecretStr, model_validator
 from tessera_common.outbox import OutboxRelay
 from tessera_common.service import serve, service_app, wire
 from tessera_common.settings import ServiceSettings
-from tessera_enrolment.api import GuessThrottle, build_router
+from tessera_enrolment.api import Downstream, GuessThrottle, build_router
 from tessera_enrolment.handlers import register_handlers
 from tessera_enrolment.store import EnrolmentStore
 
@@ -25,6 +26,10 @@ class EnrolmentSettings(ServiceSettings):
     #: Ed25519 private key (base64, 32 raw bytes) signing participant assertions for
     #: downstream services; see tessera_common.identity.
     gateway_signing_key: SecretStr | None = None
+    #: The dialogue service, to which the gateway forwards participants' dialogue routes.
+    dialogue_url: str = "http://127.0.0.1:8002"
+    #: How long the gateway waits for a service behind it before answering 503.
+    downstream_timeout_seconds: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
     def _signing_key_outside_development(self) -> EnrolmentSettings:
@@ -33,8 +38,22 @@ class EnrolmentSettings(ServiceSettings):
         return self
 
 
-def create_app(settings: EnrolmentSettings | None = None, span_exporter: SpanExporter | None = None) -> FastAPI:
+def create_app(
+    settings: EnrolmentSettings | None = None,
+    span_exporter: SpanExporter | None = None,
+    downstream_transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+) -> FastAPI:
+    """``downstream_transports`` lets a test put in-process apps behind the gateway."""
     settings = settings or EnrolmentSettings()
+    transports = downstream_transports or {}
+    downstreams = {
+        name: Downstream(
+            httpx.AsyncClient(base_url=url, transport=transports.get(name),
+                              timeout=settings.downstream_timeout_seconds),
+            audience=f"tessera-{name}",
+        )
+        for name, url in {"dialogue": settings.dialogue_url}.items()
+    }
     wiring = wire(settings, span_exporter)
     store = EnrolmentStore(wiring.db)
     relay = OutboxRelay(wiring.broker, [store.tenants, store.devices], grace_seconds=settings.outbox_sweep_seconds)
@@ -44,13 +63,21 @@ def create_app(settings: EnrolmentSettings | None = None, span_exporter: SpanExp
         relay,
         operator_key=settings.operator_key.get_secret_value(),
         throttle=GuessThrottle(settings.enrol_failures_per_network, settings.enrol_failures_global),
+        downstreams=downstreams,
+        signing_key=settings.gateway_signing_key.get_secret_value() if settings.gateway_signing_key else None,
     )
+
+    async def close_downstreams() -> None:
+        for downstream in downstreams.values():
+            await downstream.client.aclose()
+
     return service_app(
         wiring,
         title="Tessera enrolment gateway",
         description="Tenants, opp codes and device enrolment; the gateway for mobile clients.",
         routers=[router],
         on_start=store.ensure_indexes,
+        on_stop=close_downstreams,
         relay=relay,
     )
 

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from faststream.kafka import KafkaBroker
 
 from tessera_common.consume import subscribe
-from tessera_common.events import (
-    ErasureRequested,
-    StoreErasureCompleted,
-    StoreErasureCompletedData,
-    Topics,
-    partition_key,
-)
+from tessera_common.broker import confirm_erasure
+from tessera_common.events import ErasureRequested, Topics
 from tessera_enrolment.store import EnrolmentStore
 
 CONSUMER = "tessera-enrolment"
@@ -26,22 +19,8 @@ def register_handlers(broker: KafkaBroker, store: EnrolmentStore) -> None:
 
         Idempotent: a redelivered request deletes nothing more and confirms again."""
         deleted = await store.erase_device(event.tenant_id, event.data.participant_id)
-        confirmation = StoreErasureCompleted(
-            source="tessera/enrolment",
-            subject=event.data.request_id,
-            tenant_id=event.tenant_id,
-            data=StoreErasureCompletedData(
-                request_id=event.data.request_id,
-                store=STORE_NAME,
-                documents_deleted=deleted,
-                completed_at=datetime.now(UTC),
-            ),
-        )
-        await broker.publish(
-            confirmation.model_dump(mode="json"),
-            Topics.STORE_ERASURE_COMPLETED,
-            key=partition_key(event.data.participant_id),
-        )
+        await confirm_erasure(broker, event, store=STORE_NAME, source="tessera/enrolment",
+                              documents_deleted=deleted)
 
     subscribe(
         broker,

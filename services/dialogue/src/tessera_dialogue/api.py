@@ -1,0 +1,842 @@
+"""The dialogue service's HTTP routes.
+
+Tenant routes (``/v1/tenants/{tenant_id}/...``, tenant API key): dialogues, their
+lifecycle, the answers by participant ID, and the settings this service owns.
+Participant routes (``/v1/me/...``): reached only through the enrolment gateway, which
+checks the device token and forwards a signed participant assertion.
+
+Routes parse and reply; the rules are in :mod:`.domain`, the writes in :mod:`.store`,
+and the few steps that tie them together (an answer's idempotency, screening,
+encryption and event) in :class:`Answers`.
+"""
+
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
+from fastapi.responses import JSONResponse
+from opentelemetry import metrics
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, StrictInt, StringConstraints
+
+from tessera_common.crypto import seal_text
+from tessera_common.datakeys import DataKeyClient, KeyServiceUnavailable, ParticipantErased
+from tessera_common.events import (
+    AnswerChanged,
+    AnswerChangedData,
+    AnswerSubmitted,
+    AnswerSubmittedData,
+    PiiPolicy,
+    QuestionKind,
+    TenantSettingsChanged,
+    TenantSettingsChangedData,
+    Topics,
+    partition_key,
+)
+from tessera_common.http import BearerCredentials, authorise_tenant, problem, require_bearer
+from tessera_common.identity import Participant, participant_dependency
+from tessera_common.logs import get_logger
+from tessera_common.outbox import OutboxRelay
+from tessera_common.screening import Finding
+from tessera_common.secrets import erased_marker, new_id
+from tessera_dialogue import domain
+from tessera_dialogue.store import AnswerExists, DialogueStore
+
+log = get_logger(__name__)
+SOURCE = "tessera/dialogue"
+AUDIENCE = "tessera-dialogue"
+TEXT_PURPOSE = "answer-text"
+#: How many ideas one participant may leave on one prompt.
+MAX_IDEAS_PER_PARTICIPANT = 20
+
+Id = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+TenantId = Annotated[str, Path(pattern=r"^t_[A-Za-z0-9_-]{8,40}$", description="the tenant's ID")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", pattern=r"^[A-Za-z0-9_.:-]{8,100}$",
+           description="repeat a request with the same key and it changes nothing"),
+]
+
+#: Which refusals are a conflict with the current state (409) rather than bad input (422).
+CONFLICTS = {
+    "bad_transition", "has_answers", "archived", "idempotency_key_reused", "dialogue_not_open",
+    "no_questions", "answer_first", "too_many_ideas", "concurrent_change",
+}
+
+
+def refused(violation: domain.RuleViolation) -> Exception:
+    if isinstance(violation, domain.PersonalDataRejected):
+        return PersonalDataProblem(violation)
+    return problem(409 if violation.code in CONFLICTS else 422, violation.code, violation.message)
+
+
+class PersonalDataProblem(Exception):
+    """422 that also says what was found where, so the app can point at it."""
+
+    def __init__(self, violation: domain.PersonalDataRejected) -> None:
+        self.body = {
+            "detail": {
+                "code": violation.code,
+                "message": violation.message,
+                "findings": [_finding(f) for f in violation.findings],
+            }
+        }
+
+
+async def personal_data_problem(_: Any, exc: PersonalDataProblem) -> JSONResponse:
+    return JSONResponse(exc.body, status_code=422)
+
+
+def now_ms() -> datetime:
+    """Now, to the millisecond BSON keeps: a response then equals its stored replay."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+# --- request and response bodies ---------------------------------------------
+
+
+class Strict(BaseModel):
+    """Unknown fields and coerced types are refused: ``"5"`` is not 5, and
+    ``{"$gt": ""}`` is not a title."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+ChoiceKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,40}$")]
+
+
+class ChoiceIn(Strict):
+    key: ChoiceKey
+    label: Text
+
+
+class ScaleIn(Strict):
+    min: StrictInt = Field(ge=-100, le=100)
+    max: StrictInt = Field(ge=-100, le=100)
+    labels: dict[Annotated[str, StringConstraints(pattern=r"^-?[0-9]{1,3}$")], Text] = Field(
+        default_factory=dict, description="point of the scale → label, e.g. {\"1\": \"not at all\"}"
+    )
+
+
+class QuestionIn(Strict):
+    question_id: str | None = Field(default=None, description="keep an existing question's ID when editing")
+    kind: QuestionKind
+    prompt: Annotated[str, StringConstraints(min_length=1, max_length=1000, strip_whitespace=True)]
+    choices: list[ChoiceIn] = Field(default_factory=list, max_length=50)
+    scale: ScaleIn | None = None
+
+
+class DialogueIn(Strict):
+    title: Text
+    intro: Annotated[str, StringConstraints(max_length=5000)] = ""
+    opens_at: AwareDatetime | None = None
+    closes_at: AwareDatetime | None = None
+    questions: list[QuestionIn] = Field(default_factory=list, max_length=100)
+
+
+class DialoguePatch(Strict):
+    title: Text | None = None
+    intro: Annotated[str, StringConstraints(max_length=5000)] | None = None
+    opens_at: AwareDatetime | None = None
+    closes_at: AwareDatetime | None = None
+    questions: list[QuestionIn] | None = Field(default=None, max_length=100)
+
+
+class ChoiceOut(BaseModel):
+    key: str
+    label: str
+
+
+class ScaleOut(BaseModel):
+    min: int
+    max: int
+    labels: dict[str, str]
+
+
+class QuestionOut(BaseModel):
+    question_id: str
+    kind: QuestionKind
+    prompt: str
+    choices: list[ChoiceOut] = []
+    scale: ScaleOut | None = None
+
+
+class DialogueOut(BaseModel):
+    dialogue_id: str
+    title: str
+    intro: str
+    status: domain.DialogueStatus
+    opens_at: datetime | None
+    closes_at: datetime | None
+    questions: list[QuestionOut]
+    has_answers: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class DialogueList(BaseModel):
+    dialogues: list[DialogueOut]
+    limit: int
+    offset: int
+
+
+class SettingsIn(Strict):
+    min_group_size: StrictInt | None = Field(default=None, ge=domain.MIN_GROUP_SIZE_FLOOR, le=1000)
+    pii_policy: PiiPolicy | None = None
+
+
+class SettingsOut(BaseModel):
+    min_group_size: int
+    pii_policy: PiiPolicy
+    revision: int
+
+
+class FindingOut(BaseModel):
+    kind: str
+    start: int = Field(description="character offset into the text as sent")
+    end: int
+
+
+class ScreeningOut(BaseModel):
+    action: Literal["none", "flagged", "redacted"]
+    findings: list[FindingOut]
+
+
+class AnswerIn(Strict):
+    value: JsonValue = Field(description="text, a choice key, a list of choice keys, or a whole number")
+
+
+class AnswerOut(BaseModel):
+    answer_id: str
+    dialogue_id: str
+    question_id: str
+    kind: QuestionKind
+    value: JsonValue = Field(description="null once withdrawn")
+    version: int
+    submitted_at: datetime
+    updated_at: datetime
+    screening: ScreeningOut
+
+
+class TenantAnswerOut(AnswerOut):
+    participant_id: str
+
+
+class AnswerList(BaseModel):
+    answers: list[AnswerOut]
+
+
+class TenantAnswerList(BaseModel):
+    answers: list[TenantAnswerOut]
+    limit: int
+    offset: int
+
+
+class MyDialogueOut(BaseModel):
+    dialogue_id: str
+    title: str
+    intro: str
+    opens_at: datetime | None
+    closes_at: datetime | None
+    accepting_answers: bool
+    questions: list[QuestionOut]
+    my_answers: list[AnswerOut]
+
+
+class MyDialogueSummary(BaseModel):
+    dialogue_id: str
+    title: str
+    closes_at: datetime | None
+    questions: int
+
+
+class MyDialogueList(BaseModel):
+    dialogues: list[MyDialogueSummary]
+
+
+# --- conversions -------------------------------------------------------------
+
+
+def _finding(f: Finding) -> dict[str, Any]:
+    return {"kind": f.kind, "start": f.start, "end": f.end}
+
+
+def question_of(doc: dict[str, Any]) -> domain.Question:
+    return domain.Question(
+        question_id=doc["question_id"],
+        kind=doc["kind"],
+        prompt=doc["prompt"],
+        choices=tuple(domain.Choice(c["key"], c["label"]) for c in doc.get("choices", [])),
+        scale_min=doc.get("scale_min"),
+        scale_max=doc.get("scale_max"),
+        scale_labels={int(k): v for k, v in (doc.get("scale_labels") or {}).items()},
+    )
+
+
+def question_doc(question: domain.Question) -> dict[str, Any]:
+    return {
+        "question_id": question.question_id,
+        "kind": question.kind,
+        "prompt": question.prompt,
+        "choices": [{"key": c.key, "label": c.label} for c in question.choices],
+        "scale_min": question.scale_min,
+        "scale_max": question.scale_max,
+        "scale_labels": {str(k): v for k, v in question.scale_labels.items()},
+    }
+
+
+def question_out(doc: dict[str, Any]) -> QuestionOut:
+    scale = None
+    if doc["kind"] == "scale":
+        scale = ScaleOut(min=doc["scale_min"], max=doc["scale_max"], labels=doc.get("scale_labels") or {})
+    return QuestionOut(
+        question_id=doc["question_id"], kind=doc["kind"], prompt=doc["prompt"],
+        choices=[ChoiceOut(**c) for c in doc.get("choices", [])], scale=scale,
+    )
+
+
+def dialogue_out(doc: dict[str, Any]) -> DialogueOut:
+    return DialogueOut(
+        dialogue_id=doc["_id"], title=doc["title"], intro=doc["intro"], status=doc["status"],
+        opens_at=doc.get("opens_at"), closes_at=doc.get("closes_at"),
+        questions=[question_out(q) for q in doc["questions"]], has_answers=doc["has_answers"],
+        version=doc["version"], created_at=doc["created_at"], updated_at=doc["updated_at"],
+    )
+
+
+def answer_value(doc: dict[str, Any]) -> JsonValue:
+    if doc.get("withdrawn_at") is not None:
+        return None
+    if doc["kind"] in ("open_text", "idea"):
+        return doc.get("text")
+    if doc["kind"] == "single_choice":
+        return doc["choices"][0]
+    if doc["kind"] == "multiple_choice":
+        return list(doc["choices"])
+    return doc.get("scale_value")
+
+
+def answer_out(doc: dict[str, Any], findings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {
+        "answer_id": doc["_id"], "dialogue_id": doc["dialogue_id"], "question_id": doc["question_id"],
+        "kind": doc["kind"], "value": answer_value(doc), "version": doc["version"],
+        "submitted_at": doc["submitted_at"], "updated_at": doc["updated_at"],
+        "screening": {
+            "action": doc.get("screening_action", "none"),
+            "findings": findings if findings is not None else doc.get("findings", []),
+        },
+    }
+
+
+def build_questions(items: list[QuestionIn], existing_ids: set[str]) -> list[dict[str, Any]]:
+    questions = []
+    for item in items:
+        if item.question_id is not None and item.question_id not in existing_ids:
+            raise problem(422, "unknown_question_id", "question_id must name one of this dialogue's questions")
+        scale = item.scale
+        question = domain.Question(
+            question_id=item.question_id or new_id("q"),
+            kind=item.kind,
+            prompt=item.prompt,
+            choices=tuple(domain.Choice(c.key, c.label) for c in item.choices),
+            scale_min=scale.min if scale else None,
+            scale_max=scale.max if scale else None,
+            scale_labels={int(k): v for k, v in scale.labels.items()} if scale else {},
+        )
+        questions.append(question_doc(question))
+    if len({q["question_id"] for q in questions}) != len(questions):
+        raise problem(422, "duplicate_question_id", "each question at most once")
+    return questions
+
+
+def check_window(opens_at: datetime | None, closes_at: datetime | None) -> None:
+    if opens_at is not None and closes_at is not None and closes_at <= opens_at:
+        raise problem(422, "bad_window", "closes_at must be after opens_at")
+
+
+# --- answers: the steps that tie rules, store, keys and events together ------------
+
+
+class Answers:
+    """Submitting, changing and withdrawing an answer.
+
+    Each is one single-document write carrying its event; concurrent requests for the
+    same answer are serialised by the answer's ``version`` (a write against a stale
+    read fails and is retried from a fresh read)."""
+
+    def __init__(self, store: DialogueStore, relay: OutboxRelay, keys: DataKeyClient, marker_key: str) -> None:
+        self.store = store
+        self.relay = relay
+        self.keys = keys
+        self.marker_key = marker_key
+
+    async def open_dialogue(self, participant: Participant, dialogue_id: str) -> dict[str, Any]:
+        dialogue = await self.visible_dialogue(participant, dialogue_id)
+        if not domain.accepts_answers(dialogue["status"], dialogue.get("opens_at"), dialogue.get("closes_at"),
+                                      now_ms()):
+            raise problem(409, "dialogue_not_open", "this dialogue does not take answers now")
+        return dialogue
+
+    async def visible_dialogue(self, participant: Participant, dialogue_id: str) -> dict[str, Any]:
+        """A dialogue of the participant's own tenant that participants may see."""
+        dialogue = await self.store.dialogue(participant.tenant_id, dialogue_id)
+        if dialogue is None or dialogue["status"] not in ("published", "closed"):
+            raise problem(404, "dialogue_not_found", "no such dialogue")
+        return dialogue
+
+    @staticmethod
+    def question_in(dialogue: dict[str, Any], question_id: str) -> dict[str, Any]:
+        for question in dialogue["questions"]:
+            if question["question_id"] == question_id:
+                return question
+        raise problem(404, "question_not_found", "this dialogue has no such question")
+
+    async def policy(self, tenant_id: str) -> tuple[PiiPolicy, int]:
+        tenant = await self.store.tenant(tenant_id) or {}
+        return (tenant.get("pii_policy", domain.DEFAULT_PII_POLICY),
+                tenant.get("min_group_size", domain.DEFAULT_MIN_GROUP_SIZE))
+
+    async def submit(
+        self, participant: Participant, dialogue_id: str, question_id: str, value: JsonValue,
+        idempotency_key: str | None, *, idea: bool, answer_id: str | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Create or replace an answer (or add an idea): (HTTP status, answer body)."""
+        fingerprint = domain.value_fingerprint(value)
+        for _ in range(3):
+            dialogue = await self.open_dialogue(participant, dialogue_id)
+            question_doc_ = self.question_in(dialogue, question_id)
+            question = question_of(question_doc_)
+            if idea != (question.kind == "idea"):
+                raise problem(422, "wrong_route", "ideas are posted to .../ideas; other answers are PUT to .../answer")
+            try:
+                answer = domain.validate_answer(question, value)
+            except domain.RuleViolation as violation:
+                raise refused(violation) from None
+            if answer_id is None:
+                if idea:
+                    answer_id = (domain.idea_id_for(participant.participant_id, question_id, idempotency_key)
+                                 if idempotency_key else new_id("i"))
+                else:
+                    answer_id = domain.answer_id_for(participant.participant_id, question_id)
+            existing = await self.store.answer(answer_id)
+            if existing is not None and existing["participant_id"] != participant.participant_id:
+                raise problem(404, "answer_not_found", "no such answer")
+            try:
+                if existing is not None and domain.check_idempotent_replay(
+                    existing.get("idempotency_key"), existing.get("fingerprint"), idempotency_key, fingerprint
+                ):
+                    return 200, answer_out(existing)
+            except domain.RuleViolation as violation:
+                raise refused(violation) from None
+            if existing is None and idea and await self._ideas_of(participant, question_id) >= MAX_IDEAS_PER_PARTICIPANT:
+                raise problem(409, "too_many_ideas", f"at most {MAX_IDEAS_PER_PARTICIPANT} ideas per prompt")
+            policy, _ = await self.policy(participant.tenant_id)
+            screened = None
+            if answer.text is not None:
+                try:
+                    screened = domain.apply_pii_policy(answer.text, policy)
+                except domain.RuleViolation as violation:
+                    raise refused(violation) from None
+            if not dialogue["has_answers"] and not await self.store.mark_answered(dialogue_id, dialogue["version"]):
+                continue  # the questions changed since we read them: validate again
+            result = await self._write(participant, dialogue_id, question, answer_id, answer, screened,
+                                       existing, idempotency_key, fingerprint)
+            if result is None:
+                continue  # someone else wrote this answer meanwhile: start from a fresh read
+            return result
+        raise problem(409, "concurrent_change", "this answer changed while being saved; send it again")
+
+    async def _ideas_of(self, participant: Participant, question_id: str) -> int:
+        mine = await self.store.answers_of_participant(participant.tenant_id, participant.participant_id)
+        return sum(1 for a in mine if a["question_id"] == question_id)
+
+    async def _sealed(self, participant: Participant, text: str | None):
+        if text is None:
+            return None
+        try:
+            key = await self.keys.key_for(participant.tenant_id, participant.participant_id)
+        except ParticipantErased:
+            raise problem(410, "participant_erased", "this participant has been erased") from None
+        except KeyServiceUnavailable:
+            raise problem(503, "temporarily_unavailable", "a backing service is unavailable; retry shortly",
+                          {"Retry-After": "5"}) from None
+        return seal_text(text, key.key, key.key_id, participant.participant_id, TEXT_PURPOSE)
+
+    async def _write(
+        self, participant: Participant, dialogue_id: str, question: domain.Question, answer_id: str,
+        answer: domain.Answer, screened: domain.Screened | None, existing: dict[str, Any] | None,
+        idempotency_key: str | None, fingerprint: str,
+    ) -> tuple[int, dict[str, Any]] | None:
+        now = now_ms()
+        stored_text = screened.stored_text if screened else None
+        findings = [_finding(f) for f in screened.findings] if screened else []
+        kinds = sorted({f["kind"] for f in findings})
+        sealed = await self._sealed(participant, stored_text)
+        fields: dict[str, Any] = {
+            "kind": question.kind,
+            "text": stored_text,
+            "choices": list(answer.choices),
+            "scale_value": answer.scale_value,
+            "screening_action": screened.action if screened else "none",
+            # Spans only where they point into the stored text (warn); after redaction
+            # the spans of the text as sent no longer mean anything in what is kept.
+            "findings": findings if screened and screened.action == "flagged" else [],
+            "screening_kinds": kinds,
+            "idempotency_key": idempotency_key,
+            "fingerprint": fingerprint,
+            "updated_at": now,
+            "withdrawn_at": None,
+        }
+        common = dict(
+            participant_id=participant.participant_id, dialogue_id=dialogue_id, question_id=question.question_id,
+            answer_id=answer_id, question_kind=question.kind, choices=list(answer.choices),
+            scale_value=answer.scale_value, text=sealed, screening_kinds=kinds,
+        )
+        key = partition_key(participant.participant_id)
+        if existing is None:
+            document = {
+                "_id": answer_id, "tenant_id": participant.tenant_id, "participant_id": participant.participant_id,
+                "dialogue_id": dialogue_id, "question_id": question.question_id, "version": 1,
+                "submitted_at": now, **fields,
+            }
+            event = AnswerSubmitted(source=SOURCE, subject=answer_id, tenant_id=participant.tenant_id,
+                                    data=AnswerSubmittedData(**common, version=1, submitted_at=now))
+            try:
+                relay_view = await self.store.insert_answer(document, event, Topics.ANSWER_SUBMITTED, key)
+            except AnswerExists:
+                return None
+            stored, status_code = document, 201
+        else:
+            version = existing["version"] + 1
+            event = AnswerChanged(source=SOURCE, subject=answer_id, tenant_id=participant.tenant_id,
+                                  data=AnswerChangedData(**common, change="edited", version=version, changed_at=now))
+            relay_view = await self.store.change_answer(answer_id, existing["version"], fields, [], event,
+                                                        Topics.ANSWER_CHANGED, key)
+            if relay_view is None:
+                return None
+            stored, status_code = {**existing, **fields, "version": version}, 200
+        await self._unless_erased_meanwhile(participant, answer_id)
+        self.relay.publish_soon(self.store.answers, relay_view)
+        # The response shows the spans into the text as sent, whatever the policy kept.
+        return status_code, answer_out(stored, findings)
+
+    async def withdraw(self, participant: Participant, answer_id: str) -> None:
+        for _ in range(3):
+            existing = await self.store.answer(answer_id)
+            if (existing is None or existing["participant_id"] != participant.participant_id
+                    or existing.get("withdrawn_at") is not None):
+                raise problem(404, "answer_not_found", "no such answer")
+            await self.open_dialogue(participant, existing["dialogue_id"])
+            now = now_ms()
+            event = AnswerChanged(
+                source=SOURCE, subject=answer_id, tenant_id=participant.tenant_id,
+                data=AnswerChangedData(
+                    participant_id=participant.participant_id, dialogue_id=existing["dialogue_id"],
+                    question_id=existing["question_id"], answer_id=answer_id, question_kind=existing["kind"],
+                    change="withdrawn", version=existing["version"] + 1, changed_at=now,
+                ),
+            )
+            relay_view = await self.store.change_answer(
+                answer_id, existing["version"],
+                {"withdrawn_at": now, "updated_at": now, "idempotency_key": None, "fingerprint": None,
+                 "screening_action": "none", "findings": [], "screening_kinds": [], "choices": []},
+                ["text", "scale_value"], event, Topics.ANSWER_CHANGED, partition_key(participant.participant_id),
+            )
+            if relay_view is not None:
+                self.relay.publish_soon(self.store.answers, relay_view)
+                return
+        raise problem(409, "concurrent_change", "this answer changed while being withdrawn; try again")
+
+    async def _unless_erased_meanwhile(self, participant: Participant, answer_id: str) -> None:
+        """An answer written while its participant's erasure ran must not outlive it:
+        erasure sets its marker before deleting, so a write that finished after the
+        delete finds the marker here and removes itself, event included."""
+        if await self.store.is_erased(erased_marker(self.marker_key, participant.participant_id)):
+            await self.store.delete_answer(answer_id)
+            raise problem(410, "participant_erased", "this participant has been erased")
+
+
+# --- routes ------------------------------------------------------------------------
+
+
+def build_router(
+    store: DialogueStore, relay: OutboxRelay, keys: DataKeyClient, gateway_public_key: str | None,
+    marker_key: str,
+) -> APIRouter:
+    router = APIRouter()
+    answers = Answers(store, relay, keys, marker_key)
+    submitted = metrics.get_meter("tessera.dialogue").create_counter(
+        "tessera_dialogue_answers", unit="1", description="answers written, by question kind and screening action"
+    )
+
+    async def tenant_key(tenant_id: TenantId, credentials: BearerCredentials) -> str:
+        await authorise_tenant(require_bearer(credentials), tenant_id, store.api_key_hash)
+        return tenant_id
+
+    AuthorisedTenant = Annotated[str, Depends(tenant_key)]
+    CurrentParticipant = Annotated[Participant, Depends(participant_dependency(gateway_public_key, AUDIENCE))]
+
+    async def tenant_dialogue(tenant_id: str, dialogue_id: str) -> dict[str, Any]:
+        dialogue = await store.dialogue(tenant_id, dialogue_id)
+        if dialogue is None:
+            raise problem(404, "dialogue_not_found", "this tenant has no such dialogue")
+        return dialogue
+
+    # --- tenant: settings ---------------------------------------------------
+
+    @router.get("/v1/tenants/{tenant_id}/settings", tags=["tenant"])
+    async def get_settings(tenant_id: AuthorisedTenant) -> SettingsOut:
+        tenant = await store.tenant(tenant_id) or {}
+        return SettingsOut(
+            min_group_size=tenant.get("min_group_size", domain.DEFAULT_MIN_GROUP_SIZE),
+            pii_policy=tenant.get("pii_policy", domain.DEFAULT_PII_POLICY),
+            revision=tenant.get("revision", 0),
+        )
+
+    @router.put("/v1/tenants/{tenant_id}/settings", tags=["tenant"])
+    async def put_settings(tenant_id: AuthorisedTenant, body: SettingsIn) -> SettingsOut:
+        """Minimum group size k (never below 3) and the personal-data policy.
+        Published as ``tenant-settings-changed`` so analytics applies the same k."""
+        for _ in range(3):
+            tenant = await store.tenant(tenant_id) or {}
+            revision = tenant.get("revision", 0)
+            settings = {
+                "min_group_size": body.min_group_size or tenant.get("min_group_size", domain.DEFAULT_MIN_GROUP_SIZE),
+                "pii_policy": body.pii_policy or tenant.get("pii_policy", domain.DEFAULT_PII_POLICY),
+            }
+            event = TenantSettingsChanged(
+                source=SOURCE, subject=tenant_id, tenant_id=tenant_id,
+                data=TenantSettingsChangedData(**settings, revision=revision + 1),
+            )
+            relay_view = await store.change_settings(tenant_id, revision, settings, event,
+                                                     Topics.TENANT_SETTINGS_CHANGED)
+            if relay_view is not None:
+                relay.publish_soon(store.tenants, relay_view)
+                return SettingsOut(**settings, revision=revision + 1)
+        raise problem(409, "concurrent_change", "the settings changed meanwhile; read them and try again")
+
+    # --- tenant: dialogues ----------------------------------------------------
+
+    @router.post("/v1/tenants/{tenant_id}/dialogues", status_code=status.HTTP_201_CREATED, tags=["tenant"])
+    async def create_dialogue(tenant_id: AuthorisedTenant, body: DialogueIn) -> DialogueOut:
+        check_window(body.opens_at, body.closes_at)
+        try:
+            questions = build_questions(body.questions, set())
+        except domain.RuleViolation as violation:
+            raise refused(violation) from None
+        now = now_ms()
+        dialogue = {
+            "_id": new_id("d"), "tenant_id": tenant_id, "title": body.title, "intro": body.intro,
+            "opens_at": body.opens_at, "closes_at": body.closes_at, "status": "draft", "questions": questions,
+            "has_answers": False, "version": 1, "created_at": now, "updated_at": now,
+        }
+        await store.add_dialogue(dialogue)
+        return dialogue_out(dialogue)
+
+    @router.get("/v1/tenants/{tenant_id}/dialogues", tags=["tenant"])
+    async def list_dialogues(
+        tenant_id: AuthorisedTenant,
+        status_: Annotated[list[domain.DialogueStatus] | None, Query(alias="status")] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> DialogueList:
+        statuses = status_ or ["draft", "published", "closed", "archived"]
+        found = await store.list_dialogues(tenant_id, list(statuses), limit, offset)
+        return DialogueList(dialogues=[dialogue_out(d) for d in found], limit=limit, offset=offset)
+
+    @router.get("/v1/tenants/{tenant_id}/dialogues/{dialogue_id}", tags=["tenant"])
+    async def get_dialogue(tenant_id: AuthorisedTenant, dialogue_id: Id) -> DialogueOut:
+        return dialogue_out(await tenant_dialogue(tenant_id, dialogue_id))
+
+    @router.patch("/v1/tenants/{tenant_id}/dialogues/{dialogue_id}", tags=["tenant"])
+    async def edit_dialogue(tenant_id: AuthorisedTenant, dialogue_id: Id, body: DialoguePatch) -> DialogueOut:
+        """Change the title, intro, window or questions. The questions of a dialogue
+        that has answers cannot change (they would change what people answered)."""
+        given = body.model_fields_set
+        if not given:
+            raise problem(422, "nothing_to_change", "send at least one field")
+        if "title" in given and body.title is None:
+            raise problem(422, "title_required", "a dialogue keeps a title")
+        dialogue = await tenant_dialogue(tenant_id, dialogue_id)
+        if dialogue["status"] == "archived":
+            raise problem(409, "archived", "an archived dialogue cannot change")
+        changes: dict[str, Any] = {k: getattr(body, k) for k in ("title", "intro", "opens_at", "closes_at")
+                                   if k in given}
+        if "intro" in changes and changes["intro"] is None:
+            changes["intro"] = ""
+        check_window(changes.get("opens_at", dialogue.get("opens_at")),
+                     changes.get("closes_at", dialogue.get("closes_at")))
+        if "questions" in given:
+            if body.questions is None:
+                raise problem(422, "questions_required", "send a list of questions")
+            try:
+                domain.check_questions_editable(dialogue["status"], 1 if dialogue["has_answers"] else 0)
+                changes["questions"] = build_questions(body.questions, {q["question_id"] for q in dialogue["questions"]})
+            except domain.RuleViolation as violation:
+                raise refused(violation) from None
+            if not changes["questions"] and dialogue["status"] != "draft":
+                raise problem(422, "no_questions", "a published dialogue keeps at least one question")
+        changes["updated_at"] = now_ms()
+        if not await store.update_dialogue(dialogue_id, dialogue["version"], changes,
+                                           questions_frozen_if_answered="questions" in given):
+            current = await tenant_dialogue(tenant_id, dialogue_id)
+            if "questions" in given and current["has_answers"]:
+                raise problem(409, "has_answers", "questions of a dialogue with answers cannot change")
+            raise problem(409, "concurrent_change", "the dialogue changed meanwhile; read it and try again")
+        return dialogue_out(await tenant_dialogue(tenant_id, dialogue_id))
+
+    async def move(tenant_id: str, dialogue_id: str, target: domain.DialogueStatus) -> DialogueOut:
+        dialogue = await tenant_dialogue(tenant_id, dialogue_id)
+        try:
+            domain.check_transition(dialogue["status"], target)
+        except domain.RuleViolation as violation:
+            raise refused(violation) from None
+        if target == "published" and not dialogue["questions"]:
+            raise problem(409, "no_questions", "a dialogue needs at least one question to be published")
+        if not await store.update_dialogue(dialogue_id, dialogue["version"],
+                                           {"status": target, "updated_at": now_ms()},
+                                           questions_frozen_if_answered=False):
+            raise problem(409, "concurrent_change", "the dialogue changed meanwhile; read it and try again")
+        log.info("dialogue_moved", dialogue_id=dialogue_id, status=target)
+        return dialogue_out(await tenant_dialogue(tenant_id, dialogue_id))
+
+    @router.post("/v1/tenants/{tenant_id}/dialogues/{dialogue_id}/publish", tags=["tenant"])
+    async def publish_dialogue(tenant_id: AuthorisedTenant, dialogue_id: Id) -> DialogueOut:
+        return await move(tenant_id, dialogue_id, "published")
+
+    @router.post("/v1/tenants/{tenant_id}/dialogues/{dialogue_id}/close", tags=["tenant"])
+    async def close_dialogue(tenant_id: AuthorisedTenant, dialogue_id: Id) -> DialogueOut:
+        return await move(tenant_id, dialogue_id, "closed")
+
+    @router.post("/v1/tenants/{tenant_id}/dialogues/{dialogue_id}/archive", tags=["tenant"])
+    async def archive_dialogue(tenant_id: AuthorisedTenant, dialogue_id: Id) -> DialogueOut:
+        return await move(tenant_id, dialogue_id, "archived")
+
+    @router.get("/v1/tenants/{tenant_id}/dialogues/{dialogue_id}/answers", tags=["tenant"])
+    async def dialogue_answers(
+        tenant_id: AuthorisedTenant,
+        dialogue_id: Id,
+        question_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    ) -> TenantAnswerList:
+        """The answers by participant ID (the only identity a tenant sees), with the
+        screening flags of each; withdrawn answers are gone from here."""
+        await tenant_dialogue(tenant_id, dialogue_id)
+        found = await store.answers_of_dialogue(tenant_id, dialogue_id, question_id, limit, offset)
+        return TenantAnswerList(
+            answers=[TenantAnswerOut(**answer_out(a), participant_id=a["participant_id"]) for a in found],
+            limit=limit, offset=offset,
+        )
+
+    # --- participant ------------------------------------------------------------
+
+    @router.get("/v1/me/dialogues", tags=["participant"])
+    async def my_dialogues(participant: CurrentParticipant) -> MyDialogueList:
+        """The open dialogues of the participant's own tenant."""
+        now = now_ms()
+        found = await store.list_dialogues(participant.tenant_id, ["published"], 200, 0)
+        return MyDialogueList(dialogues=[
+            MyDialogueSummary(dialogue_id=d["_id"], title=d["title"], closes_at=d.get("closes_at"),
+                              questions=len(d["questions"]))
+            for d in found if domain.accepts_answers(d["status"], d.get("opens_at"), d.get("closes_at"), now)
+        ])
+
+    @router.get("/v1/me/dialogues/{dialogue_id}", tags=["participant"])
+    async def my_dialogue(participant: CurrentParticipant, dialogue_id: Id) -> MyDialogueOut:
+        dialogue = await answers.visible_dialogue(participant, dialogue_id)
+        mine = await store.answers_of_participant(participant.tenant_id, participant.participant_id)
+        return MyDialogueOut(
+            dialogue_id=dialogue["_id"], title=dialogue["title"], intro=dialogue["intro"],
+            opens_at=dialogue.get("opens_at"), closes_at=dialogue.get("closes_at"),
+            accepting_answers=domain.accepts_answers(dialogue["status"], dialogue.get("opens_at"),
+                                                     dialogue.get("closes_at"), now_ms()),
+            questions=[question_out(q) for q in dialogue["questions"]],
+            my_answers=[AnswerOut(**answer_out(a)) for a in mine if a["dialogue_id"] == dialogue_id],
+        )
+
+    def replied(response: Response, result: tuple[int, dict[str, Any]]) -> AnswerOut:
+        status_code, body = result
+        response.status_code = status_code
+        if status_code == 201 or body["version"] > 1:
+            submitted.add(1, {"kind": body["kind"], "screening": body["screening"]["action"]})
+        return AnswerOut(**body)
+
+    @router.put("/v1/me/dialogues/{dialogue_id}/questions/{question_id}/answer", tags=["participant"],
+                responses={201: {"model": AnswerOut, "description": "created"}})
+    async def put_answer(participant: CurrentParticipant, dialogue_id: Id, question_id: Id, body: AnswerIn,
+                         response: Response, idempotency_key: IdempotencyKey = None) -> AnswerOut:
+        """Create (201) or replace (200) the answer to a question. The screening says
+        what personal data was found where; with policy ``reject`` that is a 422."""
+        return replied(response, await answers.submit(participant, dialogue_id, question_id, body.value,
+                                                      idempotency_key, idea=False))
+
+    @router.delete("/v1/me/dialogues/{dialogue_id}/questions/{question_id}/answer", tags=["participant"],
+                   status_code=status.HTTP_204_NO_CONTENT)
+    async def withdraw_answer(participant: CurrentParticipant, dialogue_id: Id, question_id: Id) -> Response:
+        await answers.visible_dialogue(participant, dialogue_id)
+        await answers.withdraw(participant, domain.answer_id_for(participant.participant_id, question_id))
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @router.post("/v1/me/dialogues/{dialogue_id}/questions/{question_id}/ideas", tags=["participant"],
+                 status_code=status.HTTP_201_CREATED)
+    async def add_idea(participant: CurrentParticipant, dialogue_id: Id, question_id: Id, body: AnswerIn,
+                       response: Response, idempotency_key: IdempotencyKey = None) -> AnswerOut:
+        """Add one idea (a participant may add several). Send an Idempotency-Key so a
+        retry after a lost response does not add it twice."""
+        return replied(response, await answers.submit(participant, dialogue_id, question_id, body.value,
+                                                      idempotency_key, idea=True))
+
+    @router.get("/v1/me/answers", tags=["participant"])
+    async def my_answers(participant: CurrentParticipant) -> AnswerList:
+        """Every current answer of the participant, in any dialogue, open or not."""
+        mine = await store.answers_of_participant(participant.tenant_id, participant.participant_id)
+        return AnswerList(answers=[AnswerOut(**answer_out(a)) for a in mine])
+
+    async def own_answer(participant: Participant, answer_id: str) -> dict[str, Any]:
+        found = await store.answer(answer_id)
+        if found is None or found["participant_id"] != participant.participant_id or found.get("withdrawn_at"):
+            raise problem(404, "answer_not_found", "no such answer")
+        return found
+
+    @router.put("/v1/me/answers/{answer_id}", tags=["participant"])
+    async def change_answer(participant: CurrentParticipant, answer_id: Id, body: AnswerIn, response: Response,
+                            idempotency_key: IdempotencyKey = None) -> AnswerOut:
+        """Change one of one's answers (an idea too) by its ID, while its dialogue is open."""
+        found = await own_answer(participant, answer_id)
+        return replied(response, await answers.submit(
+            participant, found["dialogue_id"], found["question_id"], body.value, idempotency_key,
+            idea=found["kind"] == "idea", answer_id=answer_id,
+        ))
+
+    @router.delete("/v1/me/answers/{answer_id}", tags=["participant"], status_code=status.HTTP_204_NO_CONTENT)
+    async def withdraw_by_id(participant: CurrentParticipant, answer_id: Id) -> Response:
+        await answers.withdraw(participant, answer_id)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @router.get("/v1/me/dialogues/{dialogue_id}/questions/{question_id}/group", tags=["participant"])
+    async def group(participant: CurrentParticipant, dialogue_id: Id, question_id: Id) -> dict[str, Any]:
+        """What the group answered, once the participant answered too, and only once at
+        least k distinct participants did; no participant ID, ever."""
+        dialogue = await answers.visible_dialogue(participant, dialogue_id)
+        question = question_of(Answers.question_in(dialogue, question_id))
+        current = await store.answers_to_question(dialogue_id, question_id)
+        if not any(a["participant_id"] == participant.participant_id for a in current):
+            raise problem(409, "answer_first", "the group's answers show after you answered")
+        _, k = await answers.policy(participant.tenant_id)
+        group_answers = [
+            domain.GroupAnswer(
+                participant_id=a["participant_id"],
+                choices=tuple(a.get("choices") or ()),
+                scale_value=a.get("scale_value"),
+                shown_text=domain.shown_to_others(
+                    a["text"], [Finding(**f) for f in a.get("findings") or []]) if a.get("text") else None,
+            )
+            for a in current
+        ]
+        return domain.group_view(question, group_answers, k, participant.participant_id)
+
+    return router

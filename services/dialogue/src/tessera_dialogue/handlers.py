@@ -1,0 +1,49 @@
+"""The dialogue service's event subscribers: thin and idempotent."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from faststream.kafka import KafkaBroker
+
+from tessera_common.consume import subscribe
+from tessera_common.broker import confirm_erasure
+from tessera_common.events import ErasureRequested, TenantRegistered, Topics
+from tessera_common.logs import get_logger
+from tessera_common.secrets import erased_marker
+from tessera_dialogue import domain
+from tessera_dialogue.store import DialogueStore
+
+log = get_logger(__name__)
+CONSUMER = "tessera-dialogue"
+#: This store's name in the rights service's data map.
+STORE_NAME = "dialogue.answers"
+
+
+def register_handlers(broker: KafkaBroker, store: DialogueStore, marker_key: str) -> None:
+    async def on_tenant_registered(event: TenantRegistered) -> None:
+        """Learn the tenant's API key hash, so its key opens this service's routes."""
+        await store.register_tenant(
+            event.tenant_id,
+            event.data.api_key_sha256,
+            {"min_group_size": event.data.min_group_size, "pii_policy": domain.DEFAULT_PII_POLICY},
+        )
+
+    async def erase_participant(event: ErasureRequested) -> None:
+        """Delete every answer of the participant (events waiting in their outboxes
+        too) and confirm. Redelivered, it deletes nothing more and confirms again; the
+        marker it leaves stops an answer that raced the erasure from surviving it."""
+        deleted = await store.erase_participant(
+            event.tenant_id,
+            event.data.participant_id,
+            erased_marker(marker_key, event.data.participant_id),
+            datetime.now(UTC),
+        )
+        await confirm_erasure(broker, event, store=STORE_NAME, source="tessera/dialogue",
+                              documents_deleted=deleted)
+        log.info("participant_erased", store=STORE_NAME, documents_deleted=deleted)
+
+    subscribe(broker, topic=Topics.TENANT_REGISTERED, consumer=CONSUMER, model=TenantRegistered,
+              handler=on_tenant_registered)
+    subscribe(broker, topic=Topics.ERASURE_REQUESTED, consumer=CONSUMER, model=ErasureRequested,
+              handler=erase_participant)

@@ -1,0 +1,249 @@
+"""The rights service's data keys, and the client other services use, against the real store."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+from collections.abc import AsyncIterator
+from uuid import uuid4
+
+import httpx
+import pytest
+from pymongo import AsyncMongoClient
+
+from support.apps import running, unique_db
+from tessera_common.crypto import open_text, seal_text
+from tessera_common.datakeys import DataKeyClient, KeyServiceUnavailable, ParticipantErased, WrongTenant
+from tessera_common.secrets import erased_marker
+from tessera_rights.app import RightsSettings, create_app
+
+pytestmark = pytest.mark.connected
+
+INTERNAL_TOKEN = "test-internal-token-" + uuid4().hex
+MARKER_KEY = "test-erased-marker-key-" + uuid4().hex
+AUTH = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
+
+
+def new_participant() -> str:
+    return f"p_{uuid4().hex[:16]}"
+
+
+@pytest.fixture(scope="module")
+def rights_app(stack):
+    return create_app(
+        RightsSettings(
+            kafka_bootstrap_servers=stack.kafka_bootstrap,
+            mongo_url=stack.mongo_url,
+            mongo_database=unique_db("rights"),
+            environment="test",
+            internal_token=INTERNAL_TOKEN,
+            erased_marker_key=MARKER_KEY,
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+async def rights(rights_app) -> AsyncIterator[httpx.AsyncClient]:
+    async with running(rights_app) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+async def rights_db(stack, rights_app):
+    mongo = AsyncMongoClient(stack.mongo_url)
+    yield mongo[rights_app.state.wiring.settings.mongo_database]
+    await mongo.close()
+
+
+async def put_key(client: httpx.AsyncClient, participant_id: str, tenant_id: str = "t_one", **kwargs):
+    return await client.put(f"/internal/v1/data-keys/{participant_id}", json={"tenant_id": tenant_id}, **kwargs)
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.requests: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request.method)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_key_is_created_once_then_the_same_key_is_returned(rights):
+    participant_id = new_participant()
+
+    created = await put_key(rights, participant_id, headers=AUTH)
+    again = await put_key(rights, participant_id, headers=AUTH)
+    fetched = await rights.get(f"/internal/v1/data-keys/{participant_id}", headers=AUTH)
+
+    assert created.status_code == 201 and again.status_code == 200 and fetched.status_code == 200
+    body = created.json()
+    assert set(body) == {"participant_id", "tenant_id", "key_id", "key"}
+    assert body["participant_id"] == participant_id and body["tenant_id"] == "t_one"
+    assert body["key_id"].startswith("k_")
+    assert len(base64.b64decode(body["key"], validate=True)) == 32
+    assert again.json() == body and fetched.json() == body
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic eDp5"}])
+async def test_every_route_needs_the_internal_token(rights, rights_db, headers):
+    participant_id = new_participant()
+
+    answers = [
+        await put_key(rights, participant_id, headers=headers),
+        await rights.get(f"/internal/v1/data-keys/{participant_id}", headers=headers),
+        await rights.delete(f"/internal/v1/data-keys/{participant_id}", headers=headers),
+    ]
+
+    for answer in answers:
+        assert answer.status_code == 401
+        assert answer.json()["detail"]["code"] == "invalid_internal_token"
+    assert await rights_db["data_keys"].count_documents({"_id": participant_id}) == 0
+    marker = erased_marker(MARKER_KEY, participant_id)
+    assert await rights_db["erased_participants"].count_documents({"_id": marker}) == 0
+
+
+async def test_a_key_is_never_handed_to_another_tenant(rights):
+    participant_id = new_participant()
+    await put_key(rights, participant_id, "t_one", headers=AUTH)
+
+    other = await put_key(rights, participant_id, "t_two", headers=AUTH)
+
+    assert other.status_code == 409
+    assert other.json()["detail"]["code"] == "wrong_tenant"
+    assert "key" not in other.json()
+
+
+async def test_an_unknown_participant_has_no_key(rights):
+    answer = await rights.get(f"/internal/v1/data-keys/{new_participant()}", headers=AUTH)
+
+    assert answer.status_code == 404
+    assert answer.json()["detail"]["code"] == "no_key"
+
+
+async def test_a_destroyed_key_is_gone_for_good_and_only_a_marker_remains(rights, rights_db):
+    participant_id = new_participant()
+    await put_key(rights, participant_id, headers=AUTH)
+
+    destroyed = await rights.delete(f"/internal/v1/data-keys/{participant_id}", headers=AUTH)
+    fetched = await rights.get(f"/internal/v1/data-keys/{participant_id}", headers=AUTH)
+    recreated = await put_key(rights, participant_id, headers=AUTH)
+
+    assert destroyed.status_code == 204
+    assert fetched.status_code == 410 and fetched.json()["detail"]["code"] == "erased"
+    assert recreated.status_code == 410 and recreated.json()["detail"]["code"] == "erased"
+    assert await rights_db["data_keys"].find_one({"_id": participant_id}) is None
+    markers = [m async for m in rights_db["erased_participants"].find({})]
+    assert participant_id not in repr(markers)
+    [mine] = [m for m in markers if m["_id"] == erased_marker(MARKER_KEY, participant_id)]
+    assert set(mine) == {"_id", "erased_at"}
+
+
+async def test_destroying_is_idempotent_even_without_a_key(rights):
+    participant_id = new_participant()
+
+    answers = [await rights.delete(f"/internal/v1/data-keys/{participant_id}", headers=AUTH) for _ in range(2)]
+
+    assert [a.status_code for a in answers] == [204, 204]
+    assert (await put_key(rights, participant_id, headers=AUTH)).status_code == 410
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status_code"),
+    [
+        ("{p}", {"tenant_id": {"$gt": ""}}, 422),
+        ("{p}", {"tenant_id": 5}, 422),
+        ("{p}", {"tenant_id": "t_one", "_id": "x"}, 422),
+        ("{p}", {"tenant_id": "t_one", "key": "AAAA"}, 422),
+        ("{p}", {"tenant_id": "t one; drop"}, 422),
+        ("{p}", {}, 422),
+        ("$gt", {"tenant_id": "t_one"}, 422),
+        ("{p}.%24ne", {"tenant_id": "t_one"}, 422),
+        ("x" * 65, {"tenant_id": "t_one"}, 422),
+        ("{p}/extra", {"tenant_id": "t_one"}, 404),
+    ],
+)
+async def test_bad_input_is_refused_and_writes_nothing(rights, rights_db, path, body, status_code):
+    participant_id = new_participant()
+    before = await rights_db["data_keys"].count_documents({})
+
+    answer = await rights.put(f"/internal/v1/data-keys/{path.format(p=participant_id)}", json=body, headers=AUTH)
+
+    assert answer.status_code == status_code
+    assert await rights_db["data_keys"].count_documents({}) == before
+
+
+async def test_the_stored_key_is_wrapped_never_plaintext(rights, rights_db):
+    participant_id = new_participant()
+    body = (await put_key(rights, participant_id, headers=AUTH)).json()
+    key = base64.b64decode(body["key"])
+
+    document = await rights_db["data_keys"].find_one({"_id": participant_id})
+
+    assert set(document) == {"_id", "tenant_id", "key_id", "nonce", "wrapped", "created_at"}
+    assert document["key_id"] == body["key_id"]
+    stored = repr(document).encode() + document["nonce"] + document["wrapped"]
+    for form in (key, body["key"].encode(), base64.urlsafe_b64encode(key), key.hex().encode()):
+        assert form not in stored
+
+
+async def test_concurrent_creates_end_with_one_key(rights, rights_db):
+    participant_id = new_participant()
+
+    answers = await asyncio.gather(*(put_key(rights, participant_id, headers=AUTH) for _ in range(5)))
+
+    assert sorted(a.status_code for a in answers) == [200, 200, 200, 200, 201]
+    assert len({a.json()["key_id"] for a in answers}) == 1
+    assert len({a.json()["key"] for a in answers}) == 1
+    assert await rights_db["data_keys"].count_documents({"_id": participant_id}) == 1
+
+
+async def test_the_client_caches_keys_and_stops_at_erasure(rights, rights_app):
+    counting = CountingTransport(httpx.ASGITransport(app=rights_app))
+    client = DataKeyClient("http://rights.test", INTERNAL_TOKEN, transport=counting)
+    participant_id = new_participant()
+    try:
+        first = await client.key_for("t_one", participant_id)
+        second = await client.key_for("t_one", participant_id)
+        assert counting.requests == ["PUT"]
+        assert second == first and len(first.key) == 32
+
+        sealed = seal_text("mijn antwoord", first.key, first.key_id, participant_id, "answer")
+        fetched = await client.fetch(participant_id)
+        assert fetched == first
+        assert open_text(sealed, fetched.key, participant_id, "answer") == "mijn antwoord"
+        assert await client.fetch(new_participant()) is None
+        with pytest.raises(WrongTenant):
+            await client.key_for("t_two", participant_id)
+
+        await client.destroy(participant_id)
+        await client.destroy(participant_id)
+        with pytest.raises(ParticipantErased):
+            await client.key_for("t_one", participant_id)
+        with pytest.raises(ParticipantErased):
+            await client.fetch(participant_id)
+    finally:
+        await client.aclose()
+
+
+async def test_the_client_with_a_wrong_token_reports_the_service_unusable(rights, rights_app):
+    client = DataKeyClient("http://rights.test", "wrong", transport=httpx.ASGITransport(app=rights_app))
+    try:
+        with pytest.raises(KeyServiceUnavailable):
+            await client.key_for("t_one", new_participant())
+    finally:
+        await client.aclose()
+
+
+async def test_the_client_reports_an_unreachable_service():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = DataKeyClient(f"http://127.0.0.1:{port}", INTERNAL_TOKEN)
+    try:
+        for call in (client.key_for("t_one", "p_nobody"), client.fetch("p_nobody"), client.destroy("p_nobody")):
+            with pytest.raises(KeyServiceUnavailable):
+                await call
+    finally:
+        await client.aclose()

@@ -1,0 +1,217 @@
+"""Bad input to the dialogue routes gets a clear 4xx with a reason and changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from uuid import uuid4
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from support.apps import Platform, bearer, create_tenant, enrol_devices, running_platform, tenant_known_to_dialogue
+from tessera_common.identity import ASSERTION_HEADER, Participant, generate_signing_key, sign_assertion
+
+pytestmark = pytest.mark.connected
+
+QUESTIONS = [
+    {"kind": "single_choice", "prompt": "Which?", "choices": [{"key": "a", "label": "A"}, {"key": "b", "label": "B"}]},
+    {"kind": "multiple_choice", "prompt": "Which ones?",
+     "choices": [{"key": "a", "label": "A"}, {"key": "b", "label": "B"}]},
+    {"kind": "scale", "prompt": "How much?", "scale": {"min": 0, "max": 10}},
+    {"kind": "open_text", "prompt": "Why?"},
+    {"kind": "idea", "prompt": "Ideas?"},
+]
+
+
+@pytest.fixture(scope="module")
+async def platform(stack) -> AsyncIterator[Platform]:
+    async with running_platform(stack) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def world(platform):
+    """Two tenants, each with a published dialogue and an enrolled phone."""
+    made = {}
+    for name in ("mine", "theirs"):
+        tenant = await create_tenant(platform.gateway, name)
+        await tenant_known_to_dialogue(platform, tenant)
+        base = f"/v1/tenants/{tenant['tenant_id']}/dialogues"
+        dialogue = (await platform.dialogue.post(base, json={"title": name, "questions": QUESTIONS},
+                                                 headers=bearer(tenant["api_key"]))).json()
+        await platform.dialogue.post(f"{base}/{dialogue['dialogue_id']}/publish", headers=bearer(tenant["api_key"]))
+        (device,) = await enrol_devices(platform, tenant, 1)
+        made[name] = {"tenant": tenant, "dialogue": dialogue, "device": device, "base": base}
+    return made
+
+
+@pytest.fixture
+async def answers_db(stack, platform):
+    mongo = AsyncMongoClient(stack.mongo_url)
+    yield mongo[platform.db_name("dialogue")]["answers"]
+    await mongo.close()
+
+
+def path(world_part: dict, kind: str, tail: str = "answer") -> str:
+    question = next(q for q in world_part["dialogue"]["questions"] if q["kind"] == kind)
+    return f"/v1/me/dialogues/{world_part['dialogue']['dialogue_id']}/questions/{question['question_id']}/{tail}"
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "status", "code"),
+    [
+        ("single_choice", {"value": "z"}, 422, "choice_not_offered"),
+        ("single_choice", {"value": {"$gt": ""}}, 422, "wrong_type"),
+        ("single_choice", {"value": ["a"]}, 422, "wrong_type"),
+        ("multiple_choice", {"value": ["a", {"$ne": None}]}, 422, "wrong_type"),
+        ("multiple_choice", {"value": ["a", "a"]}, 422, "duplicate_choice"),
+        ("scale", {"value": "5"}, 422, "wrong_type"),
+        ("scale", {"value": 11}, 422, "out_of_scale"),
+        ("scale", {"value": True}, 422, "wrong_type"),
+        ("open_text", {"value": "x" * 2001}, 422, "text_too_long"),
+        ("open_text", {"value": "   "}, 422, "empty_text"),
+        ("open_text", {"value": {"$where": "sleep(1000)"}}, 422, "wrong_type"),
+        ("idea", {"value": "an idea"}, 422, "wrong_route"),
+    ],
+)
+async def test_a_wrong_answer_is_refused_with_its_reason_and_nothing_is_stored(
+    platform, world, answers_db, kind, body, status, code
+):
+    mine = world["mine"]
+    before = await answers_db.count_documents({})
+    response = await platform.gateway.put(path(mine, kind), json=body, headers=bearer(mine["device"]["device_token"]))
+    assert response.status_code == status, response.text
+    assert response.json()["detail"]["code"] == code
+    assert await answers_db.count_documents({}) == before
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"value": "a", "participant_id": "p_someone"}, {"answer": "a"}, [], "a"],
+)
+async def test_a_malformed_body_is_422(platform, world, answers_db, body):
+    mine = world["mine"]
+    before = await answers_db.count_documents({})
+    response = await platform.gateway.put(path(mine, "single_choice"), json=body,
+                                          headers=bearer(mine["device"]["device_token"]))
+    assert response.status_code == 422
+    assert await answers_db.count_documents({}) == before
+
+
+async def test_an_oversized_body_is_413_at_the_gateway(platform, world):
+    mine = world["mine"]
+    response = await platform.gateway.put(path(mine, "open_text"), json={"value": "x" * 20_000},
+                                          headers=bearer(mine["device"]["device_token"]))
+    assert response.status_code == 413
+
+
+async def test_another_tenants_dialogue_is_as_absent_as_a_missing_one(platform, world, answers_db):
+    mine, theirs = world["mine"], world["theirs"]
+    before = await answers_db.count_documents({})
+    headers = bearer(mine["device"]["device_token"])
+    for response in (
+        await platform.gateway.get(f"/v1/me/dialogues/{theirs['dialogue']['dialogue_id']}", headers=headers),
+        await platform.gateway.put(path(theirs, "single_choice"), json={"value": "a"}, headers=headers),
+        await platform.gateway.get(path(theirs, "single_choice", "group"), headers=headers),
+        await platform.gateway.get(f"/v1/me/dialogues/d_{uuid4().hex[:16]}", headers=headers),
+    ):
+        assert response.status_code == 404 and response.json()["detail"]["code"] == "dialogue_not_found"
+    assert await answers_db.count_documents({}) == before
+    listed = await platform.gateway.get("/v1/me/dialogues", headers=headers)
+    assert [d["dialogue_id"] for d in listed.json()["dialogues"]] == [mine["dialogue"]["dialogue_id"]]
+
+    # A tenant's key on another tenant's routes: 403, and nothing of theirs shows.
+    peek = await platform.dialogue.get(f"{theirs['base']}/{theirs['dialogue']['dialogue_id']}/answers",
+                                       headers=bearer(mine["tenant"]["api_key"]))
+    assert peek.status_code == 403
+    own_path_other_id = await platform.dialogue.get(f"{mine['base']}/{theirs['dialogue']['dialogue_id']}",
+                                                    headers=bearer(mine["tenant"]["api_key"]))
+    assert own_path_other_id.status_code == 404
+
+
+async def test_participant_routes_need_the_gateway(platform, world):
+    mine = world["mine"]
+    target = path(mine, "single_choice")
+    no_assertion = await platform.dialogue.put(target, json={"value": "a"})
+    assert no_assertion.status_code == 401
+    forged_key, _ = generate_signing_key()
+    forged = sign_assertion(forged_key, Participant(mine["device"]["participant_id"], mine["tenant"]["tenant_id"]),
+                            "tessera-dialogue")
+    assert (await platform.dialogue.put(target, json={"value": "a"},
+                                        headers={ASSERTION_HEADER: forged})).status_code == 401
+    other_audience = sign_assertion(platform.signing_key, Participant(mine["device"]["participant_id"],
+                                                                      mine["tenant"]["tenant_id"]), "tessera-rights")
+    assert (await platform.dialogue.put(target, json={"value": "a"},
+                                        headers={ASSERTION_HEADER: other_audience})).status_code == 401
+    bad_token = await platform.gateway.put(target, json={"value": "a"}, headers=bearer("tdt_p_x.forged"))
+    assert bad_token.status_code == 401
+    injected = await platform.gateway.get("/v1/me/dialogues/$where", headers=bearer(mine["device"]["device_token"]))
+    assert injected.status_code in (404, 422)
+
+
+async def test_answers_to_a_closed_dialogue_are_refused_and_questions_freeze_after_answers(platform, stack):
+    tenant = await create_tenant(platform.gateway, "closing")
+    await tenant_known_to_dialogue(platform, tenant)
+    auth = bearer(tenant["api_key"])
+    base = f"/v1/tenants/{tenant['tenant_id']}/dialogues"
+    dialogue = (await platform.dialogue.post(base, json={"title": "t", "questions": QUESTIONS}, headers=auth)).json()
+    did = dialogue["dialogue_id"]
+    draft_edit = await platform.dialogue.patch(f"{base}/{did}", json={"questions": QUESTIONS[:2]}, headers=auth)
+    assert draft_edit.status_code == 200 and len(draft_edit.json()["questions"]) == 2
+    await platform.dialogue.post(f"{base}/{did}/publish", headers=auth)
+    (device,) = await enrol_devices(platform, tenant, 1)
+    part = {"dialogue": draft_edit.json()}
+
+    assert (await platform.gateway.put(path(part, "single_choice"), json={"value": "a"},
+                                       headers=bearer(device["device_token"]))).status_code == 201
+    frozen = await platform.dialogue.patch(f"{base}/{did}", json={"questions": QUESTIONS}, headers=auth)
+    assert frozen.status_code == 409 and frozen.json()["detail"]["code"] == "has_answers"
+    retitled = await platform.dialogue.patch(f"{base}/{did}", json={"title": "Better title"}, headers=auth)
+    assert retitled.status_code == 200 and retitled.json()["title"] == "Better title"
+
+    assert (await platform.dialogue.post(f"{base}/{did}/close", headers=auth)).status_code == 200
+    late = await platform.gateway.put(path(part, "multiple_choice"), json={"value": ["a"]},
+                                      headers=bearer(device["device_token"]))
+    assert late.status_code == 409 and late.json()["detail"]["code"] == "dialogue_not_open"
+    withdraw = await platform.gateway.delete(path(part, "single_choice"), headers=bearer(device["device_token"]))
+    assert withdraw.status_code == 409
+    mine = await platform.gateway.get("/v1/me/answers", headers=bearer(device["device_token"]))
+    assert [a["value"] for a in mine.json()["answers"]] == ["a"]  # still visible after closing
+
+    archived = await platform.dialogue.post(f"{base}/{did}/archive", headers=auth)
+    assert archived.status_code == 200
+    again = await platform.dialogue.post(f"{base}/{did}/publish", headers=auth)
+    assert again.status_code == 409 and again.json()["detail"]["code"] == "bad_transition"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"title": {"$gt": ""}, "questions": []},
+        {"title": "t", "questions": [{"kind": "single_choice", "prompt": "?", "choices": [{"key": "a", "label": "A"}]}]},
+        {"title": "t", "questions": [{"kind": "scale", "prompt": "?", "scale": {"min": 5, "max": 1}}]},
+        {"title": "t", "questions": [{"kind": "essay", "prompt": "?"}]},
+        {"title": "t", "questions": [{"kind": "open_text", "prompt": "?", "question_id": "q_not_mine"}]},
+        {"title": "t", "opens_at": "2030-01-02T00:00:00Z", "closes_at": "2030-01-01T00:00:00Z"},
+        {"title": "t", "opens_at": "2030-01-02T00:00:00"},
+        {"title": "t", "owner": "someone"},
+    ],
+)
+async def test_a_malformed_dialogue_is_refused_and_nothing_is_created(platform, world, body):
+    mine = world["mine"]
+    before = (await platform.dialogue.get(mine["base"], headers=bearer(mine["tenant"]["api_key"]))).json()
+    response = await platform.dialogue.post(mine["base"], json=body, headers=bearer(mine["tenant"]["api_key"]))
+    assert response.status_code == 422, response.text
+    after = (await platform.dialogue.get(mine["base"], headers=bearer(mine["tenant"]["api_key"]))).json()
+    assert after == before
+
+
+@pytest.mark.parametrize("body", [{"min_group_size": 2}, {"min_group_size": "5"}, {"pii_policy": "ignore"},
+                                  {"min_group_size": {"$gt": 0}}])
+async def test_settings_refuse_k_below_three_and_unknown_policies(platform, world, body):
+    mine = world["mine"]
+    url = f"/v1/tenants/{mine['tenant']['tenant_id']}/settings"
+    before = (await platform.dialogue.get(url, headers=bearer(mine["tenant"]["api_key"]))).json()
+    response = await platform.dialogue.put(url, json=body, headers=bearer(mine["tenant"]["api_key"]))
+    assert response.status_code == 422
+    assert (await platform.dialogue.get(url, headers=bearer(mine["tenant"]["api_key"]))).json() == before
