@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import secrets
 import shutil
@@ -58,6 +59,8 @@ def _keys() -> dict[str, str]:
     return {
         "TESSERA_OPERATOR_KEY": secrets.token_urlsafe(32),
         "TESSERA_INTERNAL_TOKEN": secrets.token_urlsafe(32),
+        "TESSERA_ERASED_MARKER_KEY": secrets.token_urlsafe(32),
+        "TESSERA_DATA_KEY_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         "TESSERA_GATEWAY_SIGNING_KEY": private,
         "TESSERA_GATEWAY_PUBLIC_KEY": public,
     }
