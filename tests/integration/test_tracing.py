@@ -26,7 +26,8 @@ async def test_one_trace_runs_from_the_enrolment_request_into_the_analytics_cons
         tenant = await create_tenant(gateway)
         code = await create_code(gateway, tenant)
         gateway_spans.clear()
-        assert (await enrol(gateway, code["code"])).status_code == 201
+        enrolled = await enrol(gateway, code["code"])
+        assert enrolled.status_code == 201
         [request] = [s for s in gateway_spans.get_finished_spans()
                      if s.kind.name == "SERVER" and "enrolments" in s.name]
 
@@ -37,6 +38,44 @@ async def test_one_trace_runs_from_the_enrolment_request_into_the_analytics_cons
         [consumed] = await eventually(consumer_span_in_the_same_trace)
 
     assert "device-enrolled" in consumed.name
+    # Events are keyed by participant ID; the key must not become a span attribute.
+    assert enrolled.json()["participant_id"] not in repr(dict(consumed.attributes or {}))
     publishes = [s for s in gateway_spans.get_finished_spans()
                  if s.kind.name == "PRODUCER" and s.context.trace_id == request.context.trace_id]
     assert publishes, "the publish span belongs to the request's trace"
+
+
+async def test_one_trace_runs_from_the_phone_through_the_gateway_into_dialogue_and_its_publish(stack):
+    from support.apps import bearer, enrol_devices, running_platform, tenant_known_to_dialogue
+
+    spans = {"enrolment": InMemorySpanExporter(), "dialogue": InMemorySpanExporter()}
+    async with running_platform(stack, spans=spans) as platform:
+        tenant = await create_tenant(platform.gateway)
+        await tenant_known_to_dialogue(platform, tenant)
+        base = f"/v1/tenants/{tenant['tenant_id']}/dialogues"
+        dialogue = (await platform.dialogue.post(base, headers=bearer(tenant["api_key"]), json={
+            "title": "Trace", "questions": [{"kind": "open_text", "prompt": "Why?"}]})).json()
+        await platform.dialogue.post(f"{base}/{dialogue['dialogue_id']}/publish", headers=bearer(tenant["api_key"]))
+        (device,) = await enrol_devices(platform, tenant, 1)
+        spans["enrolment"].clear()
+        text = "Because the benches are broken"
+        path = f"/v1/me/dialogues/{dialogue['dialogue_id']}/questions/{dialogue['questions'][0]['question_id']}/answer"
+        assert (await platform.gateway.put(path, json={"value": text},
+                                           headers=bearer(device["device_token"]))).status_code == 201
+        [request] = [s for s in spans["enrolment"].get_finished_spans()
+                     if s.kind.name == "SERVER" and s.parent is None and "answer" in s.name]
+
+        async def dialogue_spans_in_the_trace():
+            found = [s for s in spans["dialogue"].get_finished_spans() if s.context.trace_id == request.context.trace_id]
+            return found if any(s.kind.name == "PRODUCER" for s in found) else None
+
+        found = await eventually(dialogue_spans_in_the_trace)
+
+    # Dialogue's span for the route (INTERNAL rather than SERVER here only because the
+    # gateway calls it in-process, inside its own server span).
+    assert any(s.name.startswith("PUT /v1/me/dialogues/{dialogue_id}") for s in found)
+    everything = [*spans["enrolment"].get_finished_spans(), *spans["dialogue"].get_finished_spans()]
+    for span in everything:
+        flat = repr(dict(span.attributes or {})) + span.name
+        for secret in (text, device["device_token"], device["participant_id"]):
+            assert secret not in flat, span.name

@@ -96,7 +96,9 @@ class Platform:
 
 
 @contextlib.asynccontextmanager
-async def running_platform(stack, **dialogue_overrides) -> AsyncIterator[Platform]:
+async def running_platform(stack, spans: dict | None = None, **dialogue_overrides) -> AsyncIterator[Platform]:
+    """``spans``: optional span exporters by service name ("enrolment", "dialogue", "rights")."""
+    spans = spans or {}
     from tessera_common.identity import generate_signing_key
     from tessera_dialogue.app import DialogueSettings
     from tessera_dialogue.app import create_app as create_dialogue
@@ -109,17 +111,20 @@ async def running_platform(stack, **dialogue_overrides) -> AsyncIterator[Platfor
         kafka_bootstrap_servers=stack.kafka_bootstrap, mongo_url=stack.mongo_url, environment="test",
         internal_token=INTERNAL_TOKEN, erased_marker_key=MARKER_KEY, outbox_sweep_seconds=0.5,
     )
-    rights_app = create_rights(RightsSettings(mongo_database=unique_db("rights"), **common))
+    rights_app = create_rights(RightsSettings(mongo_database=unique_db("rights"), **common),
+                               span_exporter=spans.get("rights"))
     async with running(rights_app) as rights:
         dialogue_app = create_dialogue(
             DialogueSettings(mongo_database=unique_db("dialogue"), gateway_public_key=public,
                              **common, **dialogue_overrides),
             rights_transport=httpx.ASGITransport(app=rights_app),
+            span_exporter=spans.get("dialogue"),
         )
         async with running(dialogue_app) as dialogue:
             gateway_app = create_enrolment(
                 enrolment_settings(stack, gateway_signing_key=private),
                 downstream_transports={"dialogue": httpx.ASGITransport(app=dialogue_app)},
+                span_exporter=spans.get("enrolment"),
             )
             async with running(gateway_app) as gateway:
                 yield Platform(gateway, dialogue, rights, gateway_app, dialogue_app, rights_app, private)

@@ -11,7 +11,12 @@ import hashlib
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
-from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.kafka.opentelemetry.provider import (
+    BatchKafkaTelemetrySettingsProvider,
+    KafkaTelemetrySettingsProvider,
+)
+from faststream.opentelemetry.middleware import TelemetryMiddleware
+from opentelemetry.semconv.trace import SpanAttributes
 from opentelemetry.sdk.trace import TracerProvider
 
 from datetime import UTC, datetime
@@ -29,12 +34,38 @@ from tessera_common.logs import get_logger
 log = get_logger(__name__)
 
 
+class _KeylessTelemetry(KafkaTelemetrySettingsProvider):
+    """FastStream's Kafka span attributes without ``messaging.kafka.message.key``:
+    participant-scoped events are keyed by participant ID, a pseudonym that is still
+    personal data and must not reach a trace (DESIGN.md §1, SRE)."""
+
+    def get_publish_attrs_from_cmd(self, cmd):  # type: ignore[no-untyped-def]
+        attrs = super().get_publish_attrs_from_cmd(cmd)
+        attrs.pop(SpanAttributes.MESSAGING_KAFKA_MESSAGE_KEY, None)
+        return attrs
+
+    def get_consume_attrs_from_message(self, msg):  # type: ignore[no-untyped-def]
+        attrs = super().get_consume_attrs_from_message(msg)
+        attrs.pop(SpanAttributes.MESSAGING_KAFKA_MESSAGE_KEY, None)
+        return attrs
+
+
+def _telemetry_attributes(msg):  # type: ignore[no-untyped-def]
+    # Batches (not used here) carry no key attribute in FastStream's provider.
+    if isinstance(msg, (list, tuple)):
+        return BatchKafkaTelemetrySettingsProvider()
+    return _KeylessTelemetry()
+
+
 def make_broker(bootstrap_servers: str, tracer_provider: TracerProvider | None = None) -> KafkaBroker:
+    """The trace context still crosses Kafka in the W3C ``traceparent`` header, as with
+    FastStream's ``KafkaTelemetryMiddleware``, whose span attributes this keeps but one."""
     return KafkaBroker(
         bootstrap_servers,
         acks="all",
         enable_idempotence=True,
-        middlewares=[KafkaTelemetryMiddleware(tracer_provider=tracer_provider)],
+        middlewares=[TelemetryMiddleware(settings_provider_factory=_telemetry_attributes,
+                                         tracer_provider=tracer_provider)],
         log_level=30,  # FastStream's per-message INFO lines carry topic and offsets only, but are noise
     )
 
