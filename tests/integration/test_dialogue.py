@@ -263,6 +263,14 @@ async def test_the_group_never_sees_a_flagged_text_and_tenants_see_participant_i
     assert {a["participant_id"] for a in page + rest} == {d["participant_id"] for d in devices}
     flagged = next(a for a in page + rest if "piet" in a["value"])
     assert flagged["screening"]["findings"][0]["kind"] == "email"
+    one = await platform.dialogue.get(
+        f"/v1/tenants/{tenant['tenant_id']}/dialogues/{dialogue['dialogue_id']}/answers",
+        params={"participant_id": devices[2]["participant_id"]}, headers=bearer(tenant["api_key"]))
+    assert [a["value"] for a in one.json()["answers"]] == ["Open the toilets"]
+    injected = await platform.dialogue.get(
+        f"/v1/tenants/{tenant['tenant_id']}/dialogues/{dialogue['dialogue_id']}/answers",
+        params={"participant_id": '{"$ne": null}'}, headers=bearer(tenant["api_key"]))
+    assert injected.status_code == 422
 
 
 async def test_erasure_deletes_every_answer_confirms_and_nothing_comes_back(platform, stack):

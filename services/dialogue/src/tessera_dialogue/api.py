@@ -720,13 +720,14 @@ def build_router(
         tenant_id: AuthorisedTenant,
         dialogue_id: Id,
         question_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
+        participant_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     ) -> TenantAnswerList:
         """The answers by participant ID (the only identity a tenant sees), with the
         screening flags of each; withdrawn answers are gone from here."""
         await tenant_dialogue(tenant_id, dialogue_id)
-        found = await store.answers_of_dialogue(tenant_id, dialogue_id, question_id, limit, offset)
+        found = await store.answers_of_dialogue(tenant_id, dialogue_id, question_id, participant_id, limit, offset)
         return TenantAnswerList(
             answers=[TenantAnswerOut(**answer_out(a), participant_id=a["participant_id"]) for a in found],
             limit=limit, offset=offset,

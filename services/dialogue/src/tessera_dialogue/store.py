@@ -166,11 +166,14 @@ class DialogueStore:
         return [a async for a in cursor]
 
     async def answers_of_dialogue(
-        self, tenant_id: str, dialogue_id: str, question_id: str | None, limit: int, skip: int
+        self, tenant_id: str, dialogue_id: str, question_id: str | None, participant_id: str | None,
+        limit: int, skip: int,
     ) -> list[dict[str, Any]]:
         condition: dict[str, Any] = {"dialogue_id": dialogue_id, "tenant_id": tenant_id, "withdrawn_at": None}
         if question_id is not None:
             condition["question_id"] = question_id
+        if participant_id is not None:
+            condition["participant_id"] = participant_id
         cursor = (
             self.answers.find(condition, HIDDEN)
             .sort([("submitted_at", ASCENDING), ("_id", ASCENDING)])
