@@ -352,3 +352,25 @@ def test_answer_events_carry_text_only_as_ciphertext():
         assert data.model_fields["text"].annotation == EncryptedText | None
         assert not any(field.annotation is str for name, field in data.model_fields.items()
                        if name not in ("participant_id", "dialogue_id", "question_id", "answer_id"))
+
+
+async def test_concurrent_writes_to_one_answer_serialise_by_version(platform, stack):
+    import asyncio
+
+    tenant = await new_tenant(platform)
+    dialogue = await published_dialogue(platform, tenant)
+    (device,) = await enrol_devices(platform, tenant, 1)
+    responses = await asyncio.gather(*(answer(platform, device, dialogue, "scale", v) for v in (1, 2, 3, 4, 5)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(201) == 1 and set(statuses) <= {200, 201, 409}, statuses
+    written = [r.json() for r in responses if r.status_code in (200, 201)]
+    assert sorted(w["version"] for w in written) == list(range(1, len(written) + 1))
+    mine = (await platform.gateway.get("/v1/me/answers", headers=bearer(device["device_token"]))).json()["answers"]
+    (current,) = mine
+    last = max(written, key=lambda w: w["version"])
+    assert (current["version"], current["value"]) == (last["version"], last["value"])
+    changed = await read_topic(stack.kafka_bootstrap, Topics.ANSWER_CHANGED, until=lambda rs: sum(
+        r["value"]["data"]["answer_id"] == current["answer_id"] for r in rs) >= len(written) - 1)
+    versions = sorted(r["value"]["data"]["version"] for r in changed
+                      if r["value"]["data"]["answer_id"] == current["answer_id"])
+    assert versions == list(range(2, len(written) + 1))

@@ -256,3 +256,28 @@ async def test_readiness_fails_while_the_store_is_down_and_recovers(stack, tmp_p
 
 async def _ready(client) -> bool:
     return (await client.get("/readyz")).status_code == 200
+
+
+async def test_concurrent_claims_never_take_more_places_than_a_code_has(stack):
+    """The claim is one conditional update; on FerretDB that needs the document lock
+    (tessera_common.mongo), without which several concurrent claims won the last place."""
+    import asyncio
+
+    from pymongo import AsyncMongoClient
+
+    from support.apps import unique_db
+    from tessera_enrolment.store import EnrolmentStore
+
+    mongo = AsyncMongoClient(stack.mongo_url, tz_aware=True)
+    store = EnrolmentStore(mongo[unique_db("claims")])
+    now = datetime.now(UTC)
+    try:
+        for trial in range(5):
+            code = f"CODE{trial}"
+            await store.add_code({"_id": code, "tenant_id": "t_claims", "created_at": now, "expires_at": None,
+                                  "max_enrolments": 1, "remaining": 1, "enrolments": 0, "revoked_at": None})
+            claims = await asyncio.gather(*(store.claim_code(code, now) for _ in range(5)))
+            assert [c for c in claims if c is not None] == ["t_claims"]
+            assert (await store.codes.find_one({"_id": code}))["enrolments"] == 1
+    finally:
+        await mongo.close()

@@ -22,6 +22,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from tessera_common.events import EventEnvelope
 from tessera_common.logs import get_logger
+from tessera_common.mongo import document_lock
 
 log = get_logger(__name__)
 
@@ -138,13 +139,14 @@ class OutboxRelay:
             return
         # One write normally: drop outbox and marker, but only if no other event was
         # added since we read (it would have moved the marker); else just our events.
-        cleared = await collection.update_one(
-            {"_id": document["_id"], SINCE: document[SINCE]}, {"$unset": {FIELD: "", SINCE: ""}}
-        )
-        if cleared.matched_count == 0:
-            await collection.update_one(
-                {"_id": document["_id"]}, {"$unset": {f"{FIELD}.{event_id}": "" for event_id in entries}}
+        async with document_lock(collection, document["_id"]):
+            cleared = await collection.update_one(
+                {"_id": document["_id"], SINCE: document[SINCE]}, {"$unset": {FIELD: "", SINCE: ""}}
             )
+            if cleared.matched_count == 0:
+                await collection.update_one(
+                    {"_id": document["_id"]}, {"$unset": {f"{FIELD}.{event_id}": "" for event_id in entries}}
+                )
 
     async def sweep(self, limit: int = 500) -> int:
         """Publish whatever a crash or a broker outage left behind."""

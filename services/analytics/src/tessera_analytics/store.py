@@ -13,6 +13,8 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from tessera_common.mongo import document_lock
+
 
 class AnalyticsStore:
     def __init__(self, db: AsyncDatabase) -> None:
@@ -25,20 +27,22 @@ class AnalyticsStore:
     async def upsert_tenant(self, tenant_id: str, api_key_sha256: str, min_group_size: int) -> None:
         """From ``tenant-registered``: the key hash, and k only if no settings change
         (which may arrive first: another topic, another producer) has set it."""
-        await self.tenants.update_one(
-            {"_id": tenant_id},
-            {"$set": {"api_key_sha256": api_key_sha256},
-             "$setOnInsert": {"min_group_size": min_group_size, "settings_revision": 0}},
-            upsert=True,
-        )
+        async with document_lock(self.tenants, tenant_id):
+            await self.tenants.update_one(
+                {"_id": tenant_id},
+                {"$set": {"api_key_sha256": api_key_sha256},
+                 "$setOnInsert": {"min_group_size": min_group_size, "settings_revision": 0}},
+                upsert=True,
+            )
 
     async def apply_settings(self, tenant_id: str, min_group_size: int, revision: int) -> bool:
         """From ``tenant-settings-changed``: k, unless a later revision is already here,
         so a late or redelivered event never rolls k back."""
-        newer = await self.tenants.update_one(
-            {"_id": tenant_id, "settings_revision": {"$lt": revision}},
-            {"$set": {"min_group_size": min_group_size, "settings_revision": revision}},
-        )
+        async with document_lock(self.tenants, tenant_id):
+            newer = await self.tenants.update_one(
+                {"_id": tenant_id, "settings_revision": {"$lt": revision}},
+                {"$set": {"min_group_size": min_group_size, "settings_revision": revision}},
+            )
         if newer.matched_count:
             return True
         try:

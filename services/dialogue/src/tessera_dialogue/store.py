@@ -26,6 +26,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from tessera_common.events import EventEnvelope
+from tessera_common.mongo import document_lock
 from tessera_common.outbox import FIELD, SINCE, outbox_fields, outbox_update
 
 #: Fields a reader of an answer never needs (and a tenant must never see).
@@ -53,11 +54,12 @@ class DialogueStore:
     async def register_tenant(self, tenant_id: str, api_key_sha256: str, defaults: dict[str, Any]) -> None:
         """Idempotent: a redelivered registration sets the same hash and leaves
         settings the tenant has since changed alone."""
-        await self.tenants.update_one(
-            {"_id": tenant_id},
-            {"$set": {"api_key_sha256": api_key_sha256}, "$setOnInsert": {**defaults, "revision": 0}},
-            upsert=True,
-        )
+        async with document_lock(self.tenants, tenant_id):
+            await self.tenants.update_one(
+                {"_id": tenant_id},
+                {"$set": {"api_key_sha256": api_key_sha256}, "$setOnInsert": {**defaults, "revision": 0}},
+                upsert=True,
+            )
 
     async def api_key_hash(self, tenant_id: str) -> str | None:
         tenant = await self.tenants.find_one({"_id": tenant_id}, {"api_key_sha256": 1})
@@ -72,10 +74,11 @@ class DialogueStore:
         """Apply settings read at ``revision``; None if someone changed them since.
         The event is keyed by tenant, so one tenant's changes keep their order."""
         outbox_set, relay_view = outbox_update(tenant_id, event, topic, tenant_id.encode())
-        result = await self.tenants.update_one(
-            {"_id": tenant_id, "revision": revision},
-            {"$set": {**settings, **outbox_set}, "$inc": {"revision": 1}},
-        )
+        async with document_lock(self.tenants, tenant_id):
+            result = await self.tenants.update_one(
+                {"_id": tenant_id, "revision": revision},
+                {"$set": {**settings, **outbox_set}, "$inc": {"revision": 1}},
+            )
         return relay_view if result.modified_count == 1 else None
 
     # --- dialogues -------------------------------------------------------
@@ -108,15 +111,17 @@ class DialogueStore:
         condition: dict[str, Any] = {"_id": dialogue_id, "version": version}
         if questions_frozen_if_answered:
             condition["has_answers"] = False
-        result = await self.dialogues.update_one(condition, {"$set": changes, "$inc": {"version": 1}})
+        async with document_lock(self.dialogues, dialogue_id):
+            result = await self.dialogues.update_one(condition, {"$set": changes, "$inc": {"version": 1}})
         return result.modified_count == 1
 
     async def mark_answered(self, dialogue_id: str, version: int) -> bool:
         """The first answer freezes the questions: only if they are still those of
         ``version`` (the ones the answer was validated against)."""
-        result = await self.dialogues.update_one(
-            {"_id": dialogue_id, "version": version}, {"$set": {"has_answers": True}}
-        )
+        async with document_lock(self.dialogues, dialogue_id):
+            result = await self.dialogues.update_one(
+                {"_id": dialogue_id, "version": version}, {"$set": {"has_answers": True}}
+            )
         return result.matched_count == 1
 
     # --- answers ---------------------------------------------------------
@@ -149,7 +154,8 @@ class DialogueStore:
         update: dict[str, Any] = {"$set": {**set_fields, **outbox_set}, "$inc": {"version": 1}}
         if unset_fields:
             update["$unset"] = dict.fromkeys(unset_fields, "")
-        result = await self.answers.update_one({"_id": answer_id, "version": version}, update)
+        async with document_lock(self.answers, answer_id):
+            result = await self.answers.update_one({"_id": answer_id, "version": version}, update)
         return relay_view if result.modified_count == 1 else None
 
     async def answers_of_participant(self, tenant_id: str, participant_id: str) -> list[dict[str, Any]]:
@@ -192,7 +198,8 @@ class DialogueStore:
         tombstone of the participant, with any event still waiting in their outboxes.
         In that order, an answer written while this runs sees the marker afterwards
         and deletes itself (see ``api.py``); redelivered, this deletes nothing more."""
-        await self.erased.update_one({"_id": marker}, {"$setOnInsert": {"erased_at": now}}, upsert=True)
+        async with document_lock(self.erased, marker):
+            await self.erased.update_one({"_id": marker}, {"$setOnInsert": {"erased_at": now}}, upsert=True)
         result = await self.answers.delete_many({"participant_id": participant_id, "tenant_id": tenant_id})
         return result.deleted_count
 

@@ -19,6 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from tessera_common.events import DeviceEnrolled, Topics, TenantRegistered, partition_key
+from tessera_common.mongo import document_lock
 from tessera_common.outbox import outbox_fields
 
 
@@ -61,10 +62,11 @@ class EnrolmentStore:
         return [code async for code in cursor]
 
     async def revoke_code(self, tenant_id: str, code: str, now: datetime) -> bool:
-        result = await self.codes.update_one(
-            {"_id": code, "tenant_id": tenant_id},
-            {"$set": {"revoked_at": now}},
-        )
+        async with document_lock(self.codes, code):
+            result = await self.codes.update_one(
+                {"_id": code, "tenant_id": tenant_id},
+                {"$set": {"revoked_at": now}},
+            )
         return result.matched_count == 1
 
     async def claim_code(self, code: str, now: datetime) -> str | None:
@@ -74,18 +76,20 @@ class EnrolmentStore:
         both take a limited code's last place. A limited code counts ``remaining``
         down; an unlimited one (``max_enrolments: null``) is matched by that instead,
         and its ``remaining`` goes negative, meaning nothing. (No projection: FerretDB
-        does not implement one on findAndModify.)"""
-        claimed = await self.codes.find_one_and_update(
-            {
-                "_id": code,
-                "revoked_at": None,
-                "$and": [
-                    {"$or": [{"expires_at": None}, {"expires_at": {"$gt": now}}]},
-                    {"$or": [{"max_enrolments": None}, {"remaining": {"$gt": 0}}]},
-                ],
-            },
-            {"$inc": {"remaining": -1, "enrolments": 1}},
-        )
+        does not implement one on findAndModify; and the lock, because FerretDB's
+        findAndModify is not atomic under concurrency: see tessera_common.mongo.)"""
+        async with document_lock(self.codes, code):
+            claimed = await self.codes.find_one_and_update(
+                {
+                    "_id": code,
+                    "revoked_at": None,
+                    "$and": [
+                        {"$or": [{"expires_at": None}, {"expires_at": {"$gt": now}}]},
+                        {"$or": [{"max_enrolments": None}, {"remaining": {"$gt": 0}}]},
+                    ],
+                },
+                {"$inc": {"remaining": -1, "enrolments": 1}},
+            )
         return claimed["tenant_id"] if claimed else None
 
     # --- devices ---------------------------------------------------------
