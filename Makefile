@@ -32,9 +32,11 @@ lint: deps
 	$(UV) run --frozen ruff check libs services deploy tests bench
 
 ## Enrolments per second and latency through the gateway, beside a bare baseline;
-## personal-data screening's precision, recall and cost per text.
+## answers per second end to end (gateway → dialogue → store → Kafka) and the
+## screening's cost per answer; personal-data screening's precision, recall and cost.
 bench: stack-fetch
 	$(UV) run --frozen python -m bench.enrolment
+	$(UV) run --frozen python -m bench.answers
 	$(UV) run --frozen python -m bench.screening
 
 clean:

@@ -1,0 +1,223 @@
+"""``make bench``: answers per second end to end, and what screening costs per answer.
+
+End to end means what a phone's answer goes through: HTTP to the gateway (device token
+checked, assertion signed) → the dialogue service (assertion verified, answer
+validated, personal-data screening, the participant's data key from the rights service
+for text, one store write carrying the event) → Kafka (published in the background).
+Gateway, dialogue and rights run as processes (their console scripts) against a Kafka
+and a FerretDB started here; the load comes from this process at a fixed concurrency,
+each phone answering a choice, a scale and a text question, after a warm-up on other
+phones. The lag is how long after the last response the last of this run's
+``answer-submitted`` events is on the topic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+
+from bench.enrolment import _percentile, _wait_ready
+from tessera_common.events import Topics
+from tessera_common.identity import generate_signing_key
+from tessera_devstack.processes import (
+    FerretConfig,
+    KafkaConfig,
+    Server,
+    free_port,
+    spawn,
+    start_ferretdb,
+    start_kafka,
+    wait_for_kafka,
+)
+from tessera_dialogue.domain import Question, apply_pii_policy, validate_answer
+
+OPERATOR_KEY = "bench-operator-key-0123456789"
+INTERNAL_TOKEN = "bench-internal-token-0123456789"
+SERVICES = ("enrolment", "dialogue", "rights")
+TEXTS = [
+    "More benches along the river, and shade near the playground.",
+    "Mail me at jan.jansen@example.nl if you want to know more.",
+    "De fietsenstalling bij het station is altijd vol.",
+    "Bedre belysning på stien om aftenen, tak.",
+    "Call me on +31 6 12345678, I live at Kerkstraat 12.",
+    "Open the library on Sundays for students.",
+]
+QUESTIONS = [
+    {"kind": "single_choice", "prompt": "Which park first?",
+     "choices": [{"key": "north", "label": "North"}, {"key": "south", "label": "South"}]},
+    {"kind": "scale", "prompt": "How safe do you feel?", "scale": {"min": 1, "max": 5}},
+    {"kind": "open_text", "prompt": "Why?"},
+]
+
+
+def _answers_for(phones: list[dict], dialogue: dict) -> list[tuple[str, str, object]]:
+    """(device token, path, value): every phone answers every question."""
+    work = []
+    base = f"/v1/me/dialogues/{dialogue['dialogue_id']}/questions"
+    for i, phone in enumerate(phones):
+        for question in dialogue["questions"]:
+            value = {"single_choice": ("north", "south")[i % 2], "scale": 1 + i % 5,
+                     "open_text": TEXTS[i % len(TEXTS)]}[question["kind"]]
+            work.append((phone["device_token"], f"{base}/{question['question_id']}/answer", value))
+    return work
+
+
+async def _load(gateway: str, work: list[tuple[str, str, object]], concurrency: int
+                ) -> tuple[float, list[float], set[str], float]:
+    latencies: list[float] = []
+    answer_ids: set[str] = set()
+    queue: asyncio.Queue[tuple[str, str, object]] = asyncio.Queue()
+    for item in work:
+        queue.put_nowait(item)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=gateway, limits=limits, timeout=60) as client:
+
+        async def worker() -> None:
+            while not queue.empty():
+                token, path, value = queue.get_nowait()
+                started = time.perf_counter()
+                response = await client.put(path, json={"value": value}, headers={"Authorization": f"Bearer {token}"})
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != 201:
+                    raise RuntimeError(f"{path} answered {response.status_code}: {response.text[:200]}")
+                answer_ids.add(response.json()["answer_id"])
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        finished = time.perf_counter()
+    return len(work) / (finished - started), latencies, answer_ids, finished
+
+
+async def _last_event_seen(bootstrap: str, answer_ids: set[str], timeout: float = 600) -> float:
+    """perf_counter time at which the last of ``answer_ids`` was read from the topic."""
+    import json
+
+    consumer = AIOKafkaConsumer(Topics.ANSWER_SUBMITTED, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    missing = set(answer_ids)
+    deadline = time.perf_counter() + timeout
+    try:
+        while missing:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"{len(missing)} answer-submitted events never arrived")
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for record in records:
+                    missing.discard(json.loads(record.value)["data"]["answer_id"])
+        return time.perf_counter()
+    finally:
+        await consumer.stop()
+
+
+def _screening_cost(repetitions: int) -> tuple[list[float], list[float]]:
+    """Seconds per answer: screening alone, and the whole per-answer rule work."""
+    question = Question("q", "open_text", "Why?")
+    screening, rules = [], []
+    for _ in range(repetitions):
+        for text in TEXTS:
+            started = time.perf_counter()
+            apply_pii_policy(text, "warn")
+            screening.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            answer = validate_answer(question, text)
+            apply_pii_policy(answer.text or "", "warn")
+            rules.append(time.perf_counter() - started)
+    return screening, rules
+
+
+def _setup(gateway: str, dialogue_url: str, phones: int) -> tuple[dict, list[dict]]:
+    tenant = httpx.post(f"{gateway}/v1/tenants", json={"name": "Bench", "region": "eu-west"},
+                        headers={"Authorization": f"Bearer {OPERATOR_KEY}"}).json()
+    auth = {"Authorization": f"Bearer {tenant['api_key']}"}
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{dialogue_url}/v1/tenants/{tenant['tenant_id']}/settings", headers=auth).status_code != 200:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the dialogue service never learnt the tenant")
+        time.sleep(0.3)
+    base = f"{dialogue_url}/v1/tenants/{tenant['tenant_id']}/dialogues"
+    dialogue = httpx.post(base, json={"title": "Bench", "questions": QUESTIONS}, headers=auth).json()
+    httpx.post(f"{base}/{dialogue['dialogue_id']}/publish", headers=auth).raise_for_status()
+    code = httpx.post(f"{gateway}/v1/tenants/{tenant['tenant_id']}/codes", json={}, headers=auth).json()["code"]
+    enrolled = []
+    with httpx.Client(timeout=30) as client:
+        for _ in range(phones):
+            response = client.post(f"{gateway}/v1/enrolments",
+                                   json={"code": code, "platform": "android", "form_factor": "phone"})
+            response.raise_for_status()
+            enrolled.append(response.json())
+    return dialogue, enrolled
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--phones", type=int, default=200, help="phones measured; each answers 3 questions")
+    parser.add_argument("--warmup-phones", type=int, default=30)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--screening-repetitions", type=int, default=2000)
+    args = parser.parse_args()
+
+    screening, rules = _screening_cost(args.screening_repetitions)
+
+    root = Path(tempfile.mkdtemp(prefix="tessera-bench-answers-"))
+    servers: list[Server] = []
+    try:
+        kafka = start_kafka(KafkaConfig(root / "kafka"))
+        servers.append(kafka)
+        ferret = start_ferretdb(FerretConfig(root / "ferretdb"))
+        servers.append(ferret)
+        bootstrap, mongo_url = f"127.0.0.1:{kafka.port}", f"mongodb://127.0.0.1:{ferret.port}/"
+        wait_for_kafka(bootstrap)
+
+        private, public = generate_signing_key()
+        ports = {service: free_port() for service in SERVICES}
+        urls = {service: f"http://127.0.0.1:{port}" for service, port in ports.items()}
+        bin_dir = Path(sys.executable).parent
+        for service in reversed(SERVICES):  # rights first: dialogue needs it
+            command = shutil.which(f"tessera-{service}", path=str(bin_dir)) or f"tessera-{service}"
+            servers.append(spawn(service, [command], root / f"{service}.log", port=ports[service], env={
+                **os.environ, "TESSERA_PORT": str(ports[service]), "TESSERA_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "TESSERA_MONGO_URL": mongo_url, "TESSERA_OPERATOR_KEY": OPERATOR_KEY,
+                "TESSERA_INTERNAL_TOKEN": INTERNAL_TOKEN, "TESSERA_GATEWAY_SIGNING_KEY": private,
+                "TESSERA_GATEWAY_PUBLIC_KEY": public, "TESSERA_DIALOGUE_URL": urls["dialogue"],
+                "TESSERA_RIGHTS_URL": urls["rights"], "TESSERA_LOG_LEVEL": "WARNING", "TESSERA_ENVIRONMENT": "test",
+            }))
+        for server in servers[2:]:
+            _wait_ready(server, f"{urls[server.name]}/readyz")
+
+        dialogue, phones = _setup(urls["enrolment"], urls["dialogue"], args.warmup_phones + args.phones)
+        warmup, measured = phones[: args.warmup_phones], phones[args.warmup_phones:]
+        asyncio.run(_load(urls["enrolment"], _answers_for(warmup, dialogue), args.concurrency))
+        rate, latencies, answer_ids, finished = asyncio.run(
+            _load(urls["enrolment"], _answers_for(measured, dialogue), args.concurrency))
+        lag = asyncio.run(_last_event_seen(bootstrap, answer_ids)) - finished
+
+        print(f"\nTessera answers bench: {len(answer_ids)} answers ({len(measured)} phones × 3 questions: "
+              f"choice, scale, text) after {len(warmup) * 3} warm-up, concurrency {args.concurrency}, "
+              f"{os.cpu_count()} cores, Kafka + FerretDB (SQLite) local")
+        print("phone → gateway → dialogue (+ rights for the text's data key) → store → Kafka")
+        print(f"{'':<24}{'answers/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+        print(f"{'answer through gateway':<24}{rate:>10.1f}{_percentile(latencies, 50) * 1000:>10.1f}"
+              f"{_percentile(latencies, 99) * 1000:>10.1f}")
+        print(f"last answer-submitted on Kafka {max(lag, 0.0):.2f} s after the last response")
+        print(f"\nper-answer rule cost in-process ({len(screening)} texts of {len(TEXTS)} kinds, warn policy):")
+        for name, values in (("screening", screening), ("validate + screening", rules)):
+            print(f"  {name:<22} mean {statistics.fmean(values) * 1e6:7.1f} µs   "
+                  f"p99 {_percentile(values, 99) * 1e6:7.1f} µs")
+    finally:
+        for server in reversed(servers):
+            server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
