@@ -22,7 +22,7 @@ def create_app(settings: AnalyticsSettings | None = None, span_exporter: SpanExp
     settings = settings or AnalyticsSettings()
     wiring = wire(settings, span_exporter)
     store = AnalyticsStore(wiring.db)
-    register_handlers(wiring.broker, store)
+    register_handlers(wiring.broker, store, settings.erased_marker_key.get_secret_value())
     return service_app(
         wiring,
         title="Tessera analytics",

@@ -1,0 +1,61 @@
+"""The data map: every collection of every service, what it holds, and which store
+must confirm a participant's erasure (DESIGN.md §2, issue 4).
+
+One declaration that the rights service reads to know whom to wait for, and that a
+test checks against the databases the services really create: a collection that
+exists but is not declared here fails the build, so a store added later cannot be
+forgotten by erasure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Category = Literal[
+    "tenant_account",  # organisations, their key hashes and settings: no participant data
+    "opp_codes",
+    "dialogue_content",  # what tenants wrote: titles, questions
+    "device_facts",  # platform and form factor of a participant's device, token hash
+    "answers",  # what participants answered, free text included
+    "aggregates",  # per-participant contributions to figures
+    "data_keys",  # participants' wrapped data keys
+    "erasure_markers",  # HMACs of erased participant IDs: no personal data
+    "rights_requests",
+]
+
+
+@dataclass(frozen=True)
+class Collection:
+    service: str
+    collection: str
+    categories: tuple[Category, ...]
+    #: The name under which this collection's erasure is confirmed
+    #: (``store-erasure-completed.data.store``), or None when it holds no participant data.
+    erasure_store: str | None = None
+
+
+DATA_MAP: tuple[Collection, ...] = (
+    Collection("enrolment", "tenants", ("tenant_account",)),
+    Collection("enrolment", "codes", ("opp_codes",)),
+    Collection("enrolment", "devices", ("device_facts",), erasure_store="enrolment.devices"),
+    Collection("dialogue", "tenants", ("tenant_account",)),
+    Collection("dialogue", "dialogues", ("dialogue_content",)),
+    Collection("dialogue", "answers", ("answers",), erasure_store="dialogue.answers"),
+    Collection("dialogue", "erased", ("erasure_markers",)),
+    Collection("analytics", "tenants", ("tenant_account",)),
+    Collection("analytics", "device_contributions", ("device_facts", "aggregates"),
+               erasure_store="analytics.contributions"),
+    Collection("analytics", "erased", ("erasure_markers",)),
+    Collection("rights", "data_keys", ("data_keys",), erasure_store="rights.data_keys"),
+    Collection("rights", "erased_participants", ("erasure_markers",)),
+)
+
+
+def erasure_stores() -> frozenset[str]:
+    """Every store that must confirm before an erasure is complete."""
+    return frozenset(c.erasure_store for c in DATA_MAP if c.erasure_store is not None)
+
+
+def collections_of(service: str) -> frozenset[str]:
+    return frozenset(c.collection for c in DATA_MAP if c.service == service)
