@@ -105,3 +105,47 @@ async def test_the_client_turns_each_unusable_answer_into_its_exception(answer, 
     with pytest.raises(expected):
         await client.key_for("t_one", "p_alice")
     await client.aclose()
+
+
+# --- the audit chain ------------------------------------------------------------
+
+from tessera_rights.domain import GENESIS_HASH, chain_entry, verify_chain  # noqa: E402
+
+
+def _chain(n: int) -> list[dict]:
+    entries, prev = [], GENESIS_HASH
+    for seq in range(1, n + 1):
+        entry = chain_entry(prev, seq, {"action": "store_confirmed", "store": f"s{seq}", "actor": "participant",
+                                        "subject": "hmac-of-participant", "time": f"2026-11-22T10:00:0{seq % 10}Z"})
+        entries.append(entry)
+        prev = entry["hash"]
+    return entries
+
+
+def test_an_untouched_chain_verifies():
+    result = verify_chain(_chain(5))
+    assert (result.valid, result.entries, result.broken_at) == (True, 5, None)
+    assert verify_chain([]).valid
+
+
+def test_changing_any_entry_is_detected_at_that_entry():
+    for victim in range(5):
+        entries = _chain(5)
+        entries[victim] = {**entries[victim], "record": {**entries[victim]["record"], "store": "forged"}}
+        result = verify_chain(entries)
+        assert (result.valid, result.broken_at, result.reason) == (False, victim + 1, "its content was changed")
+
+
+def test_rehashing_a_changed_entry_breaks_the_next_one():
+    entries = _chain(5)
+    forged = chain_entry(entries[1]["hash"], 3, {**entries[2]["record"], "store": "forged"})
+    entries[2] = forged
+    result = verify_chain(entries)
+    assert (result.valid, result.broken_at) == (False, 4)
+
+
+def test_removing_or_reordering_entries_is_detected():
+    entries = _chain(5)
+    assert verify_chain(entries[:2] + entries[3:]).broken_at == 3
+    assert verify_chain([entries[0], entries[2], entries[1], *entries[3:]]).broken_at == 2
+    assert verify_chain(entries[1:]).broken_at == 1
