@@ -7,8 +7,10 @@ for text, one store write carrying the event) → Kafka (published in the backgr
 Gateway, dialogue and rights run as processes (their console scripts) against a Kafka
 and a FerretDB started here; the load comes from this process at a fixed concurrency,
 each phone answering a choice, a scale and a text question, after a warm-up on other
-phones. The lag is how long after the last response the last of this run's
-``answer-submitted`` events is on the topic.
+phones. Delivery is read back from the topic after the load (so the reader takes no
+core from it) and timed by the records' own timestamps (set by the relay's producer as
+it sends): how long after the load's start, and after its last response, the last of
+this run's ``answer-submitted`` events went onto the topic.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ def _answers_for(phones: list[dict], dialogue: dict) -> list[tuple[str, str, obj
 
 
 async def _load(gateway: str, work: list[tuple[str, str, object]], concurrency: int
-                ) -> tuple[float, list[float], set[str], float]:
+                ) -> tuple[float, list[float], set[str], float, float]:
+    """answers/s, latencies, answer IDs, and the wall-clock (``time.time``) start and end."""
     latencies: list[float] = []
     answer_ids: set[str] = set()
     queue: asyncio.Queue[tuple[str, str, object]] = asyncio.Queue()
@@ -88,24 +91,26 @@ async def _load(gateway: str, work: list[tuple[str, str, object]], concurrency: 
                 started = time.perf_counter()
                 response = await client.put(path, json={"value": value}, headers={"Authorization": f"Bearer {token}"})
                 latencies.append(time.perf_counter() - started)
-                if response.status_code != 201:
+                if response.status_code not in (200, 201):
                     raise RuntimeError(f"{path} answered {response.status_code}: {response.text[:200]}")
                 answer_ids.add(response.json()["answer_id"])
 
-        started = time.perf_counter()
+        wall_started, started = time.time(), time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        finished = time.perf_counter()
-    return len(work) / (finished - started), latencies, answer_ids, finished
+        elapsed, wall_finished = time.perf_counter() - started, time.time()
+    return len(work) / elapsed, latencies, answer_ids, wall_started, wall_finished
 
 
-async def _last_event_seen(bootstrap: str, answer_ids: set[str], timeout: float = 600) -> float:
-    """perf_counter time at which the last of ``answer_ids`` was read from the topic."""
+async def _last_event_time(bootstrap: str, answer_ids: set[str], timeout: float = 120) -> float:
+    """Wall-clock time (the record timestamp) of the latest of ``answer_ids`` on the topic,
+    reading it from the beginning until every one of them has been seen."""
     import json
 
     consumer = AIOKafkaConsumer(Topics.ANSWER_SUBMITTED, bootstrap_servers=bootstrap, group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     missing = set(answer_ids)
+    latest_ms = 0
     deadline = time.perf_counter() + timeout
     try:
         while missing:
@@ -113,10 +118,30 @@ async def _last_event_seen(bootstrap: str, answer_ids: set[str], timeout: float 
                 raise TimeoutError(f"{len(missing)} answer-submitted events never arrived")
             for records in (await consumer.getmany(timeout_ms=200)).values():
                 for record in records:
-                    missing.discard(json.loads(record.value)["data"]["answer_id"])
-        return time.perf_counter()
+                    answer_id = json.loads(record.value)["data"]["answer_id"]
+                    if answer_id in missing:
+                        missing.discard(answer_id)
+                        latest_ms = max(latest_ms, record.timestamp)
+        return latest_ms / 1000
     finally:
         await consumer.stop()
+
+
+def _cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds a process has used so far (Linux ``/proc``; this process
+    when ``pid`` is None); NaN where that cannot be read."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def _cpu_all(servers: list[Server]) -> dict[str, float]:
+    return {**{s.name: _cpu_seconds(s.process.pid) for s in servers}, "load generator": _cpu_seconds()}
 
 
 def _screening_cost(repetitions: int) -> tuple[list[float], list[float]]:
@@ -197,9 +222,14 @@ def main() -> None:
         dialogue, phones = _setup(urls["enrolment"], urls["dialogue"], args.warmup_phones + args.phones)
         warmup, measured = phones[: args.warmup_phones], phones[args.warmup_phones:]
         asyncio.run(_load(urls["enrolment"], _answers_for(warmup, dialogue), args.concurrency))
-        rate, latencies, answer_ids, finished = asyncio.run(
-            _load(urls["enrolment"], _answers_for(measured, dialogue), args.concurrency))
-        lag = asyncio.run(_last_event_seen(bootstrap, answer_ids)) - finished
+        work = _answers_for(measured, dialogue)
+        cpu_before = _cpu_all(servers)
+        rate, latencies, answer_ids, started, finished = asyncio.run(
+            _load(urls["enrolment"], work, args.concurrency))
+        cpu = {name: seconds - cpu_before[name] for name, seconds in _cpu_all(servers).items()}
+        if len(answer_ids) != len(work):
+            raise RuntimeError(f"{len(work)} answers sent but {len(answer_ids)} distinct answer IDs returned")
+        last_event = asyncio.run(_last_event_time(bootstrap, answer_ids))
 
         print(f"\nTessera answers bench: {len(answer_ids)} answers ({len(measured)} phones × 3 questions: "
               f"choice, scale, text) after {len(warmup) * 3} warm-up, concurrency {args.concurrency}, "
@@ -208,7 +238,14 @@ def main() -> None:
         print(f"{'':<24}{'answers/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
         print(f"{'answer through gateway':<24}{rate:>10.1f}{_percentile(latencies, 50) * 1000:>10.1f}"
               f"{_percentile(latencies, 99) * 1000:>10.1f}")
-        print(f"last answer-submitted on Kafka {max(lag, 0.0):.2f} s after the last response")
+        print(f"all {len(answer_ids)} answer-submitted events on Kafka {last_event - started:.2f} s after the "
+              f"load's start ({len(answer_ids) / (last_event - started):.1f} events/s); the last one "
+              f"{abs(last_event - finished):.2f} s {'after' if last_event >= finished else 'before'} "
+              "the last response (record timestamps, ms)")
+        print(f"CPU per answer during the load ({finished - started:.1f} s wall, "
+              f"{sum(cpu.values()) / (finished - started) / (os.cpu_count() or 1):.0%} of {os.cpu_count()} cores): "
+              + ", ".join(f"{name} {seconds / len(work) * 1000:.1f} ms"
+                          for name, seconds in sorted(cpu.items(), key=lambda item: -item[1])))
         print(f"\nper-answer rule cost in-process ({len(screening)} texts of {len(TEXTS)} kinds, warn policy):")
         for name, values in (("screening", screening), ("validate + screening", rules)):
             print(f"  {name:<22} mean {statistics.fmean(values) * 1e6:7.1f} µs   "
