@@ -21,10 +21,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Hashable
+from datetime import UTC, datetime
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+
+
+def now_ms() -> datetime:
+    """Now, to the millisecond BSON keeps: a value written and read back compares equal
+    (an outbox marker, a response and its stored replay)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def make_mongo_client(url: str) -> AsyncMongoClient:

@@ -22,7 +22,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from tessera_common.events import EventEnvelope
 from tessera_common.logs import get_logger
-from tessera_common.mongo import document_lock
+from tessera_common.mongo import document_lock, now_ms
 
 log = get_logger(__name__)
 
@@ -40,7 +40,7 @@ def outbox_fields(event: EventEnvelope, topic: str, key: bytes | None) -> dict[s
                 "payload": event.model_dump(mode="json"),
             }
         },
-        SINCE: _now_ms(),
+        SINCE: now_ms(),
     }
 
 
@@ -54,12 +54,6 @@ def outbox_update(document_id: Any, event: EventEnvelope, topic: str, key: bytes
         {f"{FIELD}.{event_id}": entry, SINCE: fields[SINCE]},
         {"_id": document_id, FIELD: fields[FIELD], SINCE: fields[SINCE]},
     )
-
-
-def _now_ms() -> datetime:
-    """BSON dates hold milliseconds; the marker is compared for equality after a round trip."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 class OutboxRelay:

@@ -3,14 +3,13 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from tessera_common.http import BearerCredentials, authorise_tenant, problem, require_bearer
+from tessera_common.http import BearerCredentials, TenantIdPath, authorise_tenant, problem, require_bearer
 from tessera_analytics import domain
 from tessera_analytics.store import AnalyticsStore
 
-TenantId = Annotated[str, Path(pattern=r"^t_[A-Za-z0-9_-]{8,40}$")]
 
 
 class CellOut(BaseModel):
@@ -32,7 +31,7 @@ class DeviceStatsOut(BaseModel):
 def build_router(store: AnalyticsStore) -> APIRouter:
     router = APIRouter(tags=["tenant"])
 
-    async def tenant_key(tenant_id: TenantId, credentials: BearerCredentials) -> str:
+    async def tenant_key(tenant_id: TenantIdPath, credentials: BearerCredentials) -> str:
         await authorise_tenant(require_bearer(credentials), tenant_id, store.api_key_hash)
         return tenant_id
 

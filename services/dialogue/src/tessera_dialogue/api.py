@@ -11,13 +11,13 @@ encryption and event) in :class:`Answers`.
 """
 
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 from opentelemetry import metrics
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, StrictInt, StringConstraints
+from pydantic import AwareDatetime, BaseModel, Field, JsonValue, StrictInt, StringConstraints
 
 from tessera_common.crypto import seal_text
 from tessera_common.datakeys import DataKeyClient, KeyServiceUnavailable, ParticipantErased
@@ -33,9 +33,10 @@ from tessera_common.events import (
     Topics,
     partition_key,
 )
-from tessera_common.http import BearerCredentials, authorise_tenant, problem, require_bearer
+from tessera_common.http import BearerCredentials, StrictBody, TenantIdPath, authorise_tenant, problem, require_bearer
 from tessera_common.identity import Participant, participant_dependency
 from tessera_common.logs import get_logger
+from tessera_common.mongo import now_ms
 from tessera_common.outbox import OutboxRelay
 from tessera_common.screening import Finding
 from tessera_common.secrets import erased_marker, new_id
@@ -50,7 +51,6 @@ TEXT_PURPOSE = "answer-text"
 MAX_IDEAS_PER_PARTICIPANT = 20
 
 Id = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-TenantId = Annotated[str, Path(pattern=r"^t_[A-Za-z0-9_-]{8,40}$", description="the tenant's ID")]
 IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", pattern=r"^[A-Za-z0-9_.:-]{8,100}$",
@@ -87,32 +87,19 @@ async def personal_data_problem(_: Any, exc: PersonalDataProblem) -> JSONRespons
     return JSONResponse(exc.body, status_code=422)
 
 
-def now_ms() -> datetime:
-    """Now, to the millisecond BSON keeps: a response then equals its stored replay."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
 # --- request and response bodies ---------------------------------------------
-
-
-class Strict(BaseModel):
-    """Unknown fields and coerced types are refused: ``"5"`` is not 5, and
-    ``{"$gt": ""}`` is not a title."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 ChoiceKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,40}$")]
 
 
-class ChoiceIn(Strict):
+class ChoiceIn(StrictBody):
     key: ChoiceKey
     label: Text
 
 
-class ScaleIn(Strict):
+class ScaleIn(StrictBody):
     min: StrictInt = Field(ge=-100, le=100)
     max: StrictInt = Field(ge=-100, le=100)
     labels: dict[Annotated[str, StringConstraints(pattern=r"^-?[0-9]{1,3}$")], Text] = Field(
@@ -120,7 +107,7 @@ class ScaleIn(Strict):
     )
 
 
-class QuestionIn(Strict):
+class QuestionIn(StrictBody):
     question_id: str | None = Field(default=None, description="keep an existing question's ID when editing")
     kind: QuestionKind
     prompt: Annotated[str, StringConstraints(min_length=1, max_length=1000, strip_whitespace=True)]
@@ -128,7 +115,7 @@ class QuestionIn(Strict):
     scale: ScaleIn | None = None
 
 
-class DialogueIn(Strict):
+class DialogueIn(StrictBody):
     title: Text
     intro: Annotated[str, StringConstraints(max_length=5000)] = ""
     opens_at: AwareDatetime | None = None
@@ -136,7 +123,7 @@ class DialogueIn(Strict):
     questions: list[QuestionIn] = Field(default_factory=list, max_length=100)
 
 
-class DialoguePatch(Strict):
+class DialoguePatch(StrictBody):
     title: Text | None = None
     intro: Annotated[str, StringConstraints(max_length=5000)] | None = None
     opens_at: AwareDatetime | None = None
@@ -183,7 +170,7 @@ class DialogueList(BaseModel):
     offset: int
 
 
-class SettingsIn(Strict):
+class SettingsIn(StrictBody):
     min_group_size: StrictInt | None = Field(default=None, ge=domain.MIN_GROUP_SIZE_FLOOR, le=1000)
     pii_policy: PiiPolicy | None = None
 
@@ -205,7 +192,7 @@ class ScreeningOut(BaseModel):
     findings: list[FindingOut]
 
 
-class AnswerIn(Strict):
+class AnswerIn(StrictBody):
     value: JsonValue = Field(description="text, a choice key, a list of choice keys, or a whole number")
 
 
@@ -572,7 +559,7 @@ def build_router(
         "tessera_dialogue_answers", unit="1", description="answers written, by question kind and screening action"
     )
 
-    async def tenant_key(tenant_id: TenantId, credentials: BearerCredentials) -> str:
+    async def tenant_key(tenant_id: TenantIdPath, credentials: BearerCredentials) -> str:
         await authorise_tenant(require_bearer(credentials), tenant_id, store.api_key_hash)
         return tenant_id
 

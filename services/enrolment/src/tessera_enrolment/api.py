@@ -13,7 +13,7 @@ from limits import parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from opentelemetry import metrics, propagate
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import AwareDatetime, BaseModel, Field, StrictInt, StringConstraints
 
 from tessera_common.events import (
     DeviceEnrolled,
@@ -25,6 +25,8 @@ from tessera_common.events import (
 )
 from tessera_common.http import (
     UNAUTHORISED_HEADERS,
+    StrictBody,
+    TenantIdPath,
     TENANT_API_KEY_PREFIX,
     BearerCredentials,
     authorise_tenant,
@@ -48,17 +50,9 @@ from tessera_enrolment.store import CodeTaken, EnrolmentStore
 
 log = get_logger(__name__)
 SOURCE = "tessera/enrolment"
-TenantId = Annotated[str, Path(pattern=r"^t_[A-Za-z0-9_-]{8,40}$", description="the tenant's ID")]
 
 
-class Strict(BaseModel):
-    """Request bodies: unknown fields are refused, and so are coerced types: the
-    fields use ``StrictInt``/``str``, so ``"5"`` is not 5 and ``{"$gt": ""}`` is not a code."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class TenantIn(Strict):
+class TenantIn(StrictBody):
     name: Annotated[str, StringConstraints(min_length=1, max_length=120, strip_whitespace=True)]
     region: Annotated[str, StringConstraints(pattern=r"^eu-[a-z0-9-]{1,30}$")] = Field(
         description="where the tenant's data lives; Tessera keeps data in the EU, so eu-*"
@@ -72,7 +66,7 @@ class TenantOut(BaseModel):
     api_key: str = Field(description="shown once; Tessera keeps only its hash")
 
 
-class CodeIn(Strict):
+class CodeIn(StrictBody):
     expires_at: AwareDatetime | None = Field(default=None, description="with a time zone, e.g. ...Z")
     max_enrolments: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
 
@@ -93,7 +87,7 @@ class CodeList(BaseModel):
     offset: int
 
 
-class EnrolmentIn(Strict):
+class EnrolmentIn(StrictBody):
     code: Annotated[str, StringConstraints(min_length=1, max_length=32)]
     platform: Platform
     form_factor: FormFactor
@@ -181,7 +175,7 @@ def build_router(
         "tessera_enrolment_attempts", unit="1", description="enrolment attempts by outcome"
     )
 
-    async def tenant_key(tenant_id: TenantId, credentials: BearerCredentials) -> str:
+    async def tenant_key(tenant_id: TenantIdPath, credentials: BearerCredentials) -> str:
         await authorise_tenant(require_bearer(credentials), tenant_id, store.api_key_hash)
         return tenant_id
 

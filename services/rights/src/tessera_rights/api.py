@@ -13,10 +13,10 @@ from typing import Annotated, NoReturn
 
 from fastapi import APIRouter, Depends, Path, Response, status
 from opentelemetry import metrics
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from tessera_common.crypto import new_data_key
-from tessera_common.http import UNAUTHORISED_HEADERS, BearerCredentials, problem
+from tessera_common.http import UNAUTHORISED_HEADERS, BearerCredentials, StrictBody, problem
 from tessera_common.logs import get_logger
 from tessera_common.secrets import constant_time_equals, erased_marker, new_id
 from tessera_rights import domain
@@ -32,14 +32,7 @@ REFUSALS = {
 }
 
 
-class Strict(BaseModel):
-    """Request bodies: unknown fields and coerced types are refused, so
-    ``{"$gt": ""}`` is never a tenant ID."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class DataKeyIn(Strict):
+class DataKeyIn(StrictBody):
     tenant_id: Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 
