@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import uuid4
 
 import httpx
@@ -78,27 +78,74 @@ MARKER_KEY = "test-erased-marker-key-" + uuid4().hex
 
 @dataclass
 class Platform:
-    """Gateway, dialogue and rights apps running in-process on the real stack, wired as
-    in production: participant calls go through the gateway, which signs assertions
-    for dialogue; dialogue fetches data keys from rights."""
+    """Gateway, dialogue, rights and analytics apps running in-process on the real
+    stack, wired as in production: participant calls go through the gateway, which
+    signs assertions for dialogue and rights; dialogue fetches data keys from rights;
+    rights asks every store for its part of an access request."""
 
     gateway: httpx.AsyncClient
     dialogue: httpx.AsyncClient
     rights: httpx.AsyncClient
+    analytics: httpx.AsyncClient
     gateway_app: FastAPI
     dialogue_app: FastAPI
     rights_app: FastAPI
+    analytics_app: FastAPI
     signing_key: str
+    #: How to build each service's app again (same settings, same database), its
+    #: in-process transport, and the lifespans now running, for :meth:`stop`/:meth:`start`.
+    factories: dict = field(default_factory=dict, repr=False)
+    transports: dict = field(default_factory=dict, repr=False)
+    lifespans: dict = field(default_factory=dict, repr=False)
+
+    def app(self, service: str) -> FastAPI:
+        return getattr(self, f"{_attribute(service)}_app")
 
     def db_name(self, service: str) -> str:
-        app = {"enrolment": self.gateway_app, "dialogue": self.dialogue_app, "rights": self.rights_app}[service]
-        return app.state.wiring.settings.mongo_database
+        return self.app(service).state.wiring.settings.mongo_database
+
+    async def stop(self, service: str) -> None:
+        """Stop a service as a crash would look to the others: its consumers leave the
+        group, its HTTP routes stop answering (the transport has no app)."""
+        await self.lifespans.pop(service).aclose()
+        self.transports[service].app = None
+
+    async def start(self, service: str) -> None:
+        """Start a stopped service again: a new process on the same database and group."""
+        app = self.factories[service]()
+        stack = contextlib.AsyncExitStack()
+        client = await stack.enter_async_context(running(app))
+        self.lifespans[service] = stack
+        self.transports[service].app = app
+        setattr(self, f"{_attribute(service)}_app", app)
+        setattr(self, _attribute(service), client)
+
+
+def _attribute(service: str) -> str:
+    return "gateway" if service == "enrolment" else service
+
+
+class LateTransport(httpx.AsyncBaseTransport):
+    """An in-process transport to an app made after the client that uses it (rights
+    and dialogue each call the other), or to no app while that service is stopped."""
+
+    def __init__(self) -> None:
+        self.app: FastAPI | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.app is None:
+            raise httpx.ConnectError("the service is stopped", request=request)
+        return await httpx.ASGITransport(app=self.app).handle_async_request(request)
 
 
 @contextlib.asynccontextmanager
-async def running_platform(stack, spans: dict | None = None, **dialogue_overrides) -> AsyncIterator[Platform]:
-    """``spans``: optional span exporters by service name ("enrolment", "dialogue", "rights")."""
+async def running_platform(stack, spans: dict | None = None, rights_overrides: dict | None = None,
+                           **dialogue_overrides) -> AsyncIterator[Platform]:
+    """``spans``: optional span exporters by service name ("enrolment", "dialogue",
+    "rights", "analytics")."""
     spans = spans or {}
+    from tessera_analytics.app import AnalyticsSettings
+    from tessera_analytics.app import create_app as create_analytics
     from tessera_common.identity import generate_signing_key
     from tessera_dialogue.app import DialogueSettings
     from tessera_dialogue.app import create_app as create_dialogue
@@ -110,24 +157,40 @@ async def running_platform(stack, spans: dict | None = None, **dialogue_override
     common = dict(
         kafka_bootstrap_servers=stack.kafka_bootstrap, mongo_url=stack.mongo_url, environment="test",
         internal_token=INTERNAL_TOKEN, erased_marker_key=MARKER_KEY, outbox_sweep_seconds=0.5,
+        gateway_public_key=public,
     )
-    rights_app = create_rights(RightsSettings(mongo_database=unique_db("rights"), **common),
-                               span_exporter=spans.get("rights"))
-    async with running(rights_app) as rights:
-        dialogue_app = create_dialogue(
-            DialogueSettings(mongo_database=unique_db("dialogue"), gateway_public_key=public,
-                             **common, **dialogue_overrides),
-            rights_transport=httpx.ASGITransport(app=rights_app),
-            span_exporter=spans.get("dialogue"),
-        )
-        async with running(dialogue_app) as dialogue:
-            gateway_app = create_enrolment(
-                enrolment_settings(stack, gateway_signing_key=private),
-                downstream_transports={"dialogue": httpx.ASGITransport(app=dialogue_app)},
-                span_exporter=spans.get("enrolment"),
-            )
-            async with running(gateway_app) as gateway:
-                yield Platform(gateway, dialogue, rights, gateway_app, dialogue_app, rights_app, private)
+    behind = {name: LateTransport() for name in ("enrolment", "dialogue", "analytics", "rights")}
+    rights_settings = RightsSettings(mongo_database=unique_db("rights"), retry_base_seconds=2.0,
+                                     retry_check_seconds=0.5, **common, **(rights_overrides or {}))
+    dialogue_settings = DialogueSettings(mongo_database=unique_db("dialogue"), **common, **dialogue_overrides)
+    analytics_settings = AnalyticsSettings(mongo_database=unique_db("analytics"), **common)
+    gateway_settings = enrolment_settings(stack, gateway_signing_key=private)
+    factories = {
+        "rights": lambda: create_rights(rights_settings, span_exporter=spans.get("rights"),
+                                        store_transports=behind),
+        "dialogue": lambda: create_dialogue(dialogue_settings, rights_transport=behind["rights"],
+                                            span_exporter=spans.get("dialogue")),
+        "analytics": lambda: create_analytics(analytics_settings, span_exporter=spans.get("analytics")),
+        "enrolment": lambda: create_enrolment(
+            gateway_settings, downstream_transports={"dialogue": behind["dialogue"], "rights": behind["rights"]},
+            span_exporter=spans.get("enrolment")),
+    }
+    apps = {name: factory() for name, factory in factories.items()}
+    for name, app in apps.items():
+        behind[name].app = app
+    lifespans: dict[str, contextlib.AsyncExitStack] = {}
+    clients = {}
+    try:
+        for name in ("rights", "dialogue", "analytics", "enrolment"):
+            lifespans[name] = contextlib.AsyncExitStack()
+            clients[name] = await lifespans[name].enter_async_context(running(apps[name]))
+        yield Platform(clients["enrolment"], clients["dialogue"], clients["rights"], clients["analytics"],
+                       apps["enrolment"], apps["dialogue"], apps["rights"], apps["analytics"], private,
+                       factories=factories, transports=behind, lifespans=lifespans)
+    finally:
+        for name in ("enrolment", "analytics", "dialogue", "rights"):
+            if name in lifespans:
+                await lifespans.pop(name).aclose()
 
 
 def bearer(secret: str) -> dict[str, str]:
@@ -136,12 +199,19 @@ def bearer(secret: str) -> dict[str, str]:
 
 async def tenant_known_to_dialogue(platform: Platform, tenant: dict) -> None:
     """Dialogue learns a tenant's key from ``tenant-registered``: wait until it has."""
+    await _tenant_known(platform.dialogue, f"/v1/tenants/{tenant['tenant_id']}/settings", tenant)
+
+
+async def tenant_known_to_rights(platform: Platform, tenant: dict) -> None:
+    """Rights learns a tenant's key from ``tenant-registered`` too."""
+    await _tenant_known(platform.rights, f"/v1/tenants/{tenant['tenant_id']}/retention", tenant)
+
+
+async def _tenant_known(client: httpx.AsyncClient, path: str, tenant: dict) -> None:
     from support.kafka import eventually
 
     async def known():
-        response = await platform.dialogue.get(f"/v1/tenants/{tenant['tenant_id']}/settings",
-                                               headers=bearer(tenant["api_key"]))
-        return response.status_code == 200
+        return (await client.get(path, headers=bearer(tenant["api_key"]))).status_code == 200
 
     await eventually(known, timeout=60)
 

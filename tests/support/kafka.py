@@ -75,3 +75,34 @@ async def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: 
         if time.monotonic() > deadline:
             raise TimeoutError(f"still {result!r} after {timeout}s")
         await asyncio.sleep(interval)
+
+
+async def read_to_end(bootstrap: str, topic: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Every record of ``topic`` written before this call: read from the start up to
+    each partition's end offset as it was when the call began."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        from aiokafka import TopicPartition
+
+        partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or ())]
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end for tp, end in ends.items()])
+
+        while await behind():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic} not read to its end after {len(records)} records")
+            batches = await consumer.getmany(timeout_ms=500)
+            for messages in batches.values():
+                records += [{"raw": m.value, "value": _json_or_none(m.value), "key": m.key} for m in messages]
+        return records
+    finally:
+        await consumer.stop()

@@ -68,7 +68,11 @@ def test_production_refuses_the_development_master_key():
     with pytest.raises(ValueError, match="DATA_KEY_MASTER_KEY"):
         RightsSettings(environment="production", **real)
     master_key = base64.b64encode(new_data_key()).decode()
-    assert RightsSettings(environment="production", data_key_master_key=master_key, **real)
+    with pytest.raises(ValueError, match="RECEIPT_SIGNING_KEY"):
+        RightsSettings(environment="production", data_key_master_key=master_key, **real)
+    receipt_key = base64.b64encode(new_data_key()).decode()  # any 32 bytes are an Ed25519 private key
+    assert RightsSettings(environment="production", data_key_master_key=master_key,
+                          receipt_signing_key=receipt_key, **real)
 
 
 def test_a_data_key_never_shows_its_bytes():

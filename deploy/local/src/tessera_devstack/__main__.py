@@ -61,6 +61,7 @@ def _keys() -> dict[str, str]:
         "TESSERA_INTERNAL_TOKEN": secrets.token_urlsafe(32),
         "TESSERA_ERASED_MARKER_KEY": secrets.token_urlsafe(32),
         "TESSERA_DATA_KEY_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "TESSERA_RECEIPT_SIGNING_KEY": generate_signing_key()[0],
         "TESSERA_GATEWAY_SIGNING_KEY": private,
         "TESSERA_GATEWAY_PUBLIC_KEY": public,
     }
@@ -121,8 +122,10 @@ def run(settings: StackSettings) -> int:
         env.update(
             TESSERA_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
             TESSERA_MONGO_URL=f"mongodb://127.0.0.1:{settings.store_port}/",
+            TESSERA_ENROLMENT_URL=f"http://127.0.0.1:{settings.enrolment_port}",
             TESSERA_DIALOGUE_URL=f"http://127.0.0.1:{settings.dialogue_port}",
             TESSERA_RIGHTS_URL=f"http://127.0.0.1:{settings.rights_port}",
+            TESSERA_ANALYTICS_URL=f"http://127.0.0.1:{settings.analytics_port}",
         )
         bin_dir = Path(sys.executable).parent
         for service in SERVICES:

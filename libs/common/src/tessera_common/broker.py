@@ -24,6 +24,9 @@ from datetime import UTC, datetime
 from tessera_common.events import (
     DeadLetter,
     ErasureRequested,
+    ObjectionApplied,
+    ObjectionAppliedData,
+    ObjectionRecorded,
     StoreErasureCompleted,
     StoreErasureCompletedData,
     Topics,
@@ -125,19 +128,25 @@ async def confirm_erasure(broker: KafkaBroker, request: ErasureRequested, *, sto
     """Tell the rights service that ``store`` (its name in the data map) erased the
     participant of ``request``. Sent directly, not through an outbox: if it is lost,
     the request is redelivered or retried, erased again (a no-op) and confirmed again."""
-    confirmation = StoreErasureCompleted(
+    await _confirm(broker, request, StoreErasureCompleted, StoreErasureCompletedData, Topics.STORE_ERASURE_COMPLETED,
+                   store=store, source=source, documents_deleted=documents_deleted)
+
+
+async def confirm_objection(broker: KafkaBroker, request: ObjectionRecorded, *, store: str, source: str,
+                            documents_deleted: int) -> None:
+    """Tell the rights service that ``store`` no longer counts the objecting participant
+    (sent directly, like :func:`confirm_erasure`, for the same reason)."""
+    await _confirm(broker, request, ObjectionApplied, ObjectionAppliedData, Topics.OBJECTION_APPLIED,
+                   store=store, source=source, documents_deleted=documents_deleted)
+
+
+async def _confirm(broker: KafkaBroker, request: ErasureRequested | ObjectionRecorded, event_type: type,
+                   data_type: type, topic: str, *, store: str, source: str, documents_deleted: int) -> None:
+    confirmation = event_type(
         source=source,
         subject=request.data.request_id,
         tenant_id=request.tenant_id,
-        data=StoreErasureCompletedData(
-            request_id=request.data.request_id,
-            store=store,
-            documents_deleted=documents_deleted,
-            completed_at=datetime.now(UTC),
-        ),
+        data=data_type(request_id=request.data.request_id, store=store, documents_deleted=documents_deleted,
+                       completed_at=datetime.now(UTC)),
     )
-    await broker.publish(
-        confirmation.model_dump(mode="json"),
-        Topics.STORE_ERASURE_COMPLETED,
-        key=partition_key(request.data.participant_id),
-    )
+    await broker.publish(confirmation.model_dump(mode="json"), topic, key=partition_key(request.data.participant_id))

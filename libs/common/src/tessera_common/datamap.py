@@ -21,7 +21,9 @@ Category = Literal[
     "aggregates",  # per-participant contributions to figures
     "data_keys",  # participants' wrapped data keys
     "erasure_markers",  # HMACs of erased participant IDs: no personal data
-    "rights_requests",
+    "rights_requests",  # requests, deadlines, per-store progress; the raw ID only while open
+    "audit_trail",  # hash-chained entries: markers, actors, reasons; never erased data or raw IDs
+    "objection_markers",  # HMACs of participants who objected to analysis
 ]
 
 
@@ -33,6 +35,9 @@ class Collection:
     #: The name under which this collection's erasure is confirmed
     #: (``store-erasure-completed.data.store``), or None when it holds no participant data.
     erasure_store: str | None = None
+    #: True where a participant's objection to analysis must be applied (figures): the
+    #: store confirms it under its ``erasure_store`` name.
+    applies_objection: bool = False
 
 
 DATA_MAP: tuple[Collection, ...] = (
@@ -45,16 +50,30 @@ DATA_MAP: tuple[Collection, ...] = (
     Collection("dialogue", "erased", ("erasure_markers",)),
     Collection("analytics", "tenants", ("tenant_account",)),
     Collection("analytics", "device_contributions", ("device_facts", "aggregates"),
-               erasure_store="analytics.contributions"),
+               erasure_store="analytics.contributions", applies_objection=True),
+    Collection("analytics", "answer_contributions", ("answers", "aggregates"),
+               erasure_store="analytics.contributions", applies_objection=True),
     Collection("analytics", "erased", ("erasure_markers",)),
+    Collection("analytics", "objected", ("objection_markers",)),
+    Collection("rights", "tenants", ("tenant_account",)),
     Collection("rights", "data_keys", ("data_keys",), erasure_store="rights.data_keys"),
     Collection("rights", "erased_participants", ("erasure_markers",)),
+    # A request holds the raw participant ID (retries and access need it) until the
+    # participant's erasure completes, which strips it from all their requests.
+    Collection("rights", "requests", ("rights_requests",)),
+    Collection("rights", "audit", ("audit_trail",)),
+    Collection("rights", "audit_heads", ("audit_trail",)),
 )
 
 
 def erasure_stores() -> frozenset[str]:
     """Every store that must confirm before an erasure is complete."""
     return frozenset(c.erasure_store for c in DATA_MAP if c.erasure_store is not None)
+
+
+def objection_stores() -> frozenset[str]:
+    """Every store that must confirm an objection to analysis."""
+    return frozenset(c.erasure_store for c in DATA_MAP if c.applies_objection and c.erasure_store is not None)
 
 
 def collections_of(service: str) -> frozenset[str]:

@@ -43,6 +43,8 @@ class Topics:
     ANSWER_CHANGED: ClassVar[str] = "tessera.answer-changed.v1"
     ERASURE_REQUESTED: ClassVar[str] = "tessera.erasure-requested.v1"
     STORE_ERASURE_COMPLETED: ClassVar[str] = "tessera.store-erasure-completed.v1"
+    OBJECTION_RECORDED: ClassVar[str] = "tessera.objection-recorded.v1"
+    OBJECTION_APPLIED: ClassVar[str] = "tessera.objection-applied.v1"
     DEAD_LETTER: ClassVar[str] = "tessera.dead-letter.v1"
 
     @classmethod
@@ -55,6 +57,8 @@ class Topics:
             cls.ANSWER_CHANGED,
             cls.ERASURE_REQUESTED,
             cls.STORE_ERASURE_COMPLETED,
+            cls.OBJECTION_RECORDED,
+            cls.OBJECTION_APPLIED,
             cls.DEAD_LETTER,
         ]
 
@@ -205,12 +209,20 @@ class AnswerChanged(EventEnvelope):
 
 
 class ErasureRequestedData(BaseModel):
+    """Erase one participant's data. Every store in the data map confirms every request
+    (with ``documents_deleted: 0`` where it holds nothing in scope), so the rights
+    service needs no per-request knowledge of who holds what."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     request_id: OpaqueId
     participant_id: OpaqueId
     reason: ErasureReason
     requested_at: datetime
+    #: None: everything of the participant (their device stops working, their data key
+    #: is destroyed). A dialogue ID: only their answers to that dialogue and what was
+    #: derived from them (retention of answers after a dialogue closed).
+    dialogue_id: OpaqueId | None = None
 
 
 class ErasureRequested(EventEnvelope):
@@ -218,14 +230,20 @@ class ErasureRequested(EventEnvelope):
     data: ErasureRequestedData
 
 
-class StoreErasureCompletedData(BaseModel):
+class StoreConfirmationData(BaseModel):
+    """A store's word to the rights service that it did what a request asked."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     request_id: OpaqueId
-    #: The store that confirmed, as named in the rights service's data map.
+    #: The store that confirmed, as named in the data map (tessera_common.datamap).
     store: str
     documents_deleted: int = Field(ge=0)
     completed_at: datetime
+
+
+class StoreErasureCompletedData(StoreConfirmationData):
+    """The store deleted the participant's data (in the request's scope)."""
 
 
 class StoreErasureCompleted(EventEnvelope):
@@ -233,6 +251,44 @@ class StoreErasureCompleted(EventEnvelope):
         "io.tessera.erasure.store-completed.v1"
     )
     data: StoreErasureCompletedData
+
+
+class ParticipantErasureNoticeData(ErasureRequestedData):
+    """On the tenant's own topic, the request as the stores got it: the tenant's
+    systems must erase their copies too (of one dialogue's answers, if scoped)."""
+
+
+class ParticipantErasureNotice(EventEnvelope):
+    type: Literal["io.tessera.tenant.participant-erasure.v1"] = "io.tessera.tenant.participant-erasure.v1"
+    data: ParticipantErasureNoticeData
+
+
+# --- objection to analysis -------------------------------------------------
+
+
+class ObjectionRecordedData(BaseModel):
+    """The participant objected to analysis: from now on no figure counts them, as if
+    their answers had never arrived. Their answers themselves stay (no erasure)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: OpaqueId
+    participant_id: OpaqueId
+    recorded_at: datetime
+
+
+class ObjectionRecorded(EventEnvelope):
+    type: Literal["io.tessera.objection.recorded.v1"] = "io.tessera.objection.recorded.v1"
+    data: ObjectionRecordedData
+
+
+class ObjectionAppliedData(StoreConfirmationData):
+    """The store no longer counts the participant in any figure."""
+
+
+class ObjectionApplied(EventEnvelope):
+    type: Literal["io.tessera.objection.applied.v1"] = "io.tessera.objection.applied.v1"
+    data: ObjectionAppliedData
 
 
 # --- dead letters ----------------------------------------------------------

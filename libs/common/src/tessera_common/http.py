@@ -178,3 +178,15 @@ async def authorise_tenant(
         raise problem(401, "invalid_api_key", "the tenant API key is not valid", UNAUTHORISED_HEADERS)
     if not constant_time_equals(owner, tenant_id):
         raise problem(403, "wrong_tenant", "this API key does not belong to the tenant in the path")
+
+
+def internal_caller(internal_token: str):
+    """A FastAPI dependency for ``/internal`` routes: only other Tessera services, with
+    the internal bearer token, get through (compared in constant time)."""
+
+    async def check(credentials: BearerCredentials) -> None:
+        presented = credentials.credentials if credentials is not None else ""
+        if not presented or not constant_time_equals(presented, internal_token):
+            raise problem(401, "invalid_internal_token", "the internal token is not valid", UNAUTHORISED_HEADERS)
+
+    return check

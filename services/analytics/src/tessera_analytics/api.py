@@ -1,15 +1,26 @@
-"""Analytics' HTTP routes (tenant API key): figures that respect the minimum group size."""
+"""Analytics' HTTP routes: figures that respect the minimum group size (tenant API
+key), and what the rights service asks about a participant (internal token)."""
 
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
 
-from tessera_common.http import BearerCredentials, TenantIdPath, authorise_tenant, problem, require_bearer
+from tessera_common.events import FormFactor, Platform
+from tessera_common.http import (
+    BearerCredentials,
+    TenantIdPath,
+    authorise_tenant,
+    internal_caller,
+    problem,
+    require_bearer,
+)
+from tessera_common.secrets import erased_marker
 from tessera_analytics import domain
-from tessera_analytics.store import AnalyticsStore
+from tessera_analytics.store import STORE_NAME, AnalyticsStore
 
+ParticipantIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the participant's ID")]
 
 
 class CellOut(BaseModel):
@@ -26,6 +37,20 @@ class DeviceStatsOut(BaseModel):
     total: int | None
     total_suppressed: bool
     cells: list[CellOut]
+
+
+class ContributionOut(BaseModel):
+    platform: Platform
+    form_factor: FormFactor
+
+
+class ContributionDataOut(BaseModel):
+    """What analytics holds about a participant, for their access request."""
+
+    store: str
+    categories: list[str]
+    records: list[ContributionOut]
+    objected: bool = Field(description="whether they objected to analysis (and so count in no figure)")
 
 
 def build_router(store: AnalyticsStore) -> APIRouter:
@@ -47,6 +72,26 @@ def build_router(store: AnalyticsStore) -> APIRouter:
             total=figures.total,
             total_suppressed=figures.total_suppressed,
             cells=[CellOut(**cell.__dict__) for cell in figures.cells],
+        )
+
+    return router
+
+
+def build_internal_router(store: AnalyticsStore, internal_token: str, marker_key: str) -> APIRouter:
+    """Only other Tessera services reach these, with the internal token."""
+    router = APIRouter(prefix="/internal/v1", tags=["internal"],
+                       dependencies=[Depends(internal_caller(internal_token))])
+
+    @router.get("/tenants/{tenant_id}/participants/{participant_id}/data")
+    async def participant_data(tenant_id: TenantIdPath, participant_id: ParticipantIdPath) -> ContributionDataOut:
+        """The participant's contribution to this tenant's figures, and whether they
+        objected; another tenant's participant has none and did not."""
+        found = await store.contribution(tenant_id, participant_id)
+        return ContributionDataOut(
+            store=STORE_NAME, categories=["device_facts", "aggregates"],
+            records=[] if found is None else [ContributionOut(platform=found["platform"],
+                                                              form_factor=found["form_factor"])],
+            objected=await store.is_objected(erased_marker(marker_key, participant_id), tenant_id),
         )
 
     return router

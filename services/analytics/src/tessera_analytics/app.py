@@ -7,7 +7,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from tessera_common.service import serve, service_app, wire
 from tessera_common.settings import ServiceSettings
-from tessera_analytics.api import build_router
+from tessera_analytics.api import build_internal_router, build_router
 from tessera_analytics.handlers import register_handlers
 from tessera_analytics.store import AnalyticsStore
 
@@ -22,12 +22,14 @@ def create_app(settings: AnalyticsSettings | None = None, span_exporter: SpanExp
     settings = settings or AnalyticsSettings()
     wiring = wire(settings, span_exporter)
     store = AnalyticsStore(wiring.db)
-    register_handlers(wiring.broker, store, settings.erased_marker_key.get_secret_value())
+    marker_key = settings.erased_marker_key.get_secret_value()
+    register_handlers(wiring.broker, store, marker_key)
     return service_app(
         wiring,
         title="Tessera analytics",
         description="Figures for tenants, never about fewer than k participants.",
-        routers=[build_router(store)],
+        routers=[build_router(store),
+                 build_internal_router(store, settings.internal_token.get_secret_value(), marker_key)],
         on_start=store.ensure_indexes,
     )
 

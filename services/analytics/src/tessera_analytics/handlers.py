@@ -6,15 +6,24 @@ from datetime import UTC, datetime
 
 from faststream.kafka import KafkaBroker
 
-from tessera_common.broker import confirm_erasure
+from tessera_common.broker import confirm_erasure, confirm_objection
 from tessera_common.consume import subscribe
-from tessera_common.events import DeviceEnrolled, ErasureRequested, TenantRegistered, TenantSettingsChanged, Topics
+from tessera_common.events import (
+    AnswerChanged,
+    AnswerFields,
+    AnswerSubmitted,
+    DeviceEnrolled,
+    ErasureRequested,
+    ObjectionRecorded,
+    TenantRegistered,
+    TenantSettingsChanged,
+    Topics,
+)
 from tessera_common.secrets import erased_marker
-from tessera_analytics.store import AnalyticsStore
+from tessera_analytics.store import STORE_NAME, AnalyticsStore
 
 CONSUMER = "tessera-analytics"
-#: This store's name in the data map (tessera_common.datamap).
-STORE_NAME = "analytics.contributions"
+SOURCE = "tessera/analytics"
 
 
 def register_handlers(broker: KafkaBroker, store: AnalyticsStore, marker_key: str) -> None:
@@ -37,14 +46,50 @@ def register_handlers(broker: KafkaBroker, store: AnalyticsStore, marker_key: st
             erased_marker(marker_key, event.data.participant_id),
         )
 
+    async def on_answer(event: AnswerSubmitted | AnswerChanged) -> None:
+        """An answer's current value (its text stays sealed: figures never need it)."""
+        data: AnswerFields = event.data
+        withdrawn = isinstance(event, AnswerChanged) and event.data.change == "withdrawn"
+        await store.apply_answer(
+            {
+                "_id": data.answer_id,
+                "tenant_id": event.tenant_id,
+                "participant_id": data.participant_id,
+                "dialogue_id": data.dialogue_id,
+                "question_id": data.question_id,
+                "question_kind": data.question_kind,
+                "choices": list(data.choices),
+                "scale_value": data.scale_value,
+                "has_text": data.text is not None,
+                "withdrawn": withdrawn,
+                "version": event.data.version,
+                "at": event.time,
+                "event_id": event.id,
+            },
+            erased_marker(marker_key, data.participant_id),
+        )
+
     async def erase_participant(event: ErasureRequested) -> None:
-        """The participant no longer counts in any figure; confirm for this store."""
-        deleted = await store.erase_participant(
+        """The participant no longer counts in any figure; confirm for this store. A
+        dialogue-scoped erasure (retention) removes only their answers to that dialogue."""
+        marker = erased_marker(marker_key, event.data.participant_id)
+        if event.data.dialogue_id is None:
+            deleted = await store.erase_participant(event.tenant_id, event.data.participant_id, marker,
+                                                    datetime.now(UTC))
+        else:
+            deleted = await store.erase_dialogue_answers(event.tenant_id, event.data.participant_id,
+                                                         event.data.dialogue_id, marker, datetime.now(UTC))
+        await confirm_erasure(broker, event, store=STORE_NAME, source=SOURCE, documents_deleted=deleted)
+
+    async def apply_objection(event: ObjectionRecorded) -> None:
+        """The participant objected to analysis: from now on no figure counts them.
+        The marker goes first, so a late ``device-enrolled`` is dropped; redelivered,
+        this deletes nothing more and confirms again."""
+        deleted = await store.apply_objection(
             event.tenant_id, event.data.participant_id, erased_marker(marker_key, event.data.participant_id),
             datetime.now(UTC),
         )
-        await confirm_erasure(broker, event, store=STORE_NAME, source="tessera/analytics",
-                              documents_deleted=deleted)
+        await confirm_objection(broker, event, store=STORE_NAME, source=SOURCE, documents_deleted=deleted)
 
     subscribe(broker, topic=Topics.TENANT_REGISTERED, consumer=CONSUMER, model=TenantRegistered,
               handler=on_tenant_registered)
@@ -54,3 +99,7 @@ def register_handlers(broker: KafkaBroker, store: AnalyticsStore, marker_key: st
               handler=erase_participant)
     subscribe(broker, topic=Topics.DEVICE_ENROLLED, consumer=CONSUMER, model=DeviceEnrolled,
               handler=on_device_enrolled)
+    subscribe(broker, topic=Topics.ANSWER_SUBMITTED, consumer=CONSUMER, model=AnswerSubmitted, handler=on_answer)
+    subscribe(broker, topic=Topics.ANSWER_CHANGED, consumer=CONSUMER, model=AnswerChanged, handler=on_answer)
+    subscribe(broker, topic=Topics.OBJECTION_RECORDED, consumer=CONSUMER, model=ObjectionRecorded,
+              handler=apply_objection)

@@ -33,7 +33,15 @@ from tessera_common.events import (
     Topics,
     partition_key,
 )
-from tessera_common.http import BearerCredentials, StrictBody, TenantIdPath, authorise_tenant, problem, require_bearer
+from tessera_common.http import (
+    BearerCredentials,
+    StrictBody,
+    TenantIdPath,
+    authorise_tenant,
+    internal_caller,
+    problem,
+    require_bearer,
+)
 from tessera_common.identity import Participant, participant_dependency
 from tessera_common.logs import get_logger
 from tessera_common.mongo import now_ms
@@ -41,7 +49,7 @@ from tessera_common.outbox import OutboxRelay
 from tessera_common.screening import Finding
 from tessera_common.secrets import erased_marker, new_id
 from tessera_dialogue import domain
-from tessera_dialogue.store import AnswerExists, DialogueStore
+from tessera_dialogue.store import STORE_NAME, AnswerExists, DialogueStore
 
 log = get_logger(__name__)
 SOURCE = "tessera/dialogue"
@@ -62,6 +70,10 @@ CONFLICTS = {
     "bad_transition", "has_answers", "archived", "idempotency_key_reused", "dialogue_not_open",
     "no_questions", "answer_first", "too_many_ideas", "concurrent_change",
 }
+
+
+def participant_erased() -> Exception:
+    return problem(410, "participant_erased", "this participant has been erased")
 
 
 def refused(violation: domain.RuleViolation) -> Exception:
@@ -222,6 +234,42 @@ class TenantAnswerList(BaseModel):
     offset: int
 
 
+class ExportedAnswerOut(BaseModel):
+    """One answer as its participant receives it with their data: what they were
+    asked, in which dialogue, and what is kept of their answer."""
+
+    answer_id: str
+    dialogue_id: str
+    dialogue_title: str | None
+    question_id: str
+    question_prompt: str | None
+    question_kind: QuestionKind
+    value: JsonValue
+    screening_action: Literal["none", "flagged", "redacted"]
+    submitted_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class AnswerExportOut(BaseModel):
+    store: str
+    categories: list[str]
+    records: list[ExportedAnswerOut]
+
+
+class ClosedDialogueOut(BaseModel):
+    dialogue_id: str
+    closed_at: datetime
+
+
+class ClosedDialogueList(BaseModel):
+    dialogues: list[ClosedDialogueOut]
+
+
+class ParticipantIdList(BaseModel):
+    participant_ids: list[str]
+
+
 class MyDialogueOut(BaseModel):
     dialogue_id: str
     title: str
@@ -318,6 +366,18 @@ def answer_out(doc: dict[str, Any], findings: list[dict[str, Any]] | None = None
     }
 
 
+def exported_answer(doc: dict[str, Any], dialogue: dict[str, Any] | None) -> ExportedAnswerOut:
+    question = next((q for q in (dialogue or {}).get("questions", []) if q["question_id"] == doc["question_id"]),
+                    None)
+    return ExportedAnswerOut(
+        answer_id=doc["_id"], dialogue_id=doc["dialogue_id"],
+        dialogue_title=dialogue["title"] if dialogue else None, question_id=doc["question_id"],
+        question_prompt=question["prompt"] if question else None, question_kind=doc["kind"],
+        value=answer_value(doc), screening_action=doc.get("screening_action", "none"),
+        submitted_at=doc["submitted_at"], updated_at=doc["updated_at"], version=doc["version"],
+    )
+
+
 def build_questions(items: list[QuestionIn], existing_ids: set[str]) -> list[dict[str, Any]]:
     questions = []
     for item in items:
@@ -359,6 +419,9 @@ class Answers:
         self.relay = relay
         self.keys = keys
         self.marker_key = marker_key
+        self.written = metrics.get_meter("tessera.dialogue").create_counter(
+            "tessera_dialogue_answers", unit="1", description="answers written, by question kind and screening action"
+        )
 
     async def open_dialogue(self, participant: Participant, dialogue_id: str) -> dict[str, Any]:
         dialogue = await self.visible_dialogue(participant, dialogue_id)
@@ -374,6 +437,14 @@ class Answers:
             raise problem(404, "dialogue_not_found", "no such dialogue")
         return dialogue
 
+    async def own_answer(self, participant: Participant, answer_id: str) -> dict[str, Any]:
+        """A current answer of this participant in their tenant; anything else is 404."""
+        found = await self.store.answer(answer_id)
+        if (found is None or found["participant_id"] != participant.participant_id
+                or found["tenant_id"] != participant.tenant_id or found.get("withdrawn_at")):
+            raise problem(404, "answer_not_found", "no such answer")
+        return found
+
     @staticmethod
     def question_in(dialogue: dict[str, Any], question_id: str) -> dict[str, Any]:
         for question in dialogue["questions"]:
@@ -388,12 +459,19 @@ class Answers:
 
     async def submit(
         self, participant: Participant, dialogue_id: str, question_id: str, value: JsonValue,
-        idempotency_key: str | None, *, idea: bool, answer_id: str | None = None,
+        idempotency_key: str | None, *, idea: bool, answer_id: str | None = None, rectification: bool = False,
     ) -> tuple[int, dict[str, Any]]:
-        """Create or replace an answer (or add an idea): (HTTP status, answer body)."""
+        """Create or replace an answer (or add an idea): (HTTP status, answer body).
+
+        ``rectification``: a change on the participant's behalf, which the right to
+        rectification allows after the dialogue closed too; it only ever changes a
+        current answer, so one erased or withdrawn meanwhile is not brought back."""
         fingerprint = domain.value_fingerprint(value)
         for _ in range(3):
-            dialogue = await self.open_dialogue(participant, dialogue_id)
+            if rectification:
+                dialogue = await self.visible_dialogue(participant, dialogue_id)
+            else:
+                dialogue = await self.open_dialogue(participant, dialogue_id)
             question_doc_ = self.question_in(dialogue, question_id)
             question = question_of(question_doc_)
             if idea != (question.kind == "idea"):
@@ -409,7 +487,9 @@ class Answers:
                 else:
                     answer_id = domain.answer_id_for(participant.participant_id, question_id)
             existing = await self.store.answer(answer_id)
-            if existing is not None and existing["participant_id"] != participant.participant_id:
+            someone_elses = existing is not None and existing["participant_id"] != participant.participant_id
+            gone = rectification and (existing is None or existing.get("withdrawn_at") is not None)
+            if someone_elses or gone:
                 raise problem(404, "answer_not_found", "no such answer")
             try:
                 if existing is not None and domain.check_idempotent_replay(
@@ -436,6 +516,16 @@ class Answers:
             return result
         raise problem(409, "concurrent_change", "this answer changed while being saved; send it again")
 
+    async def rectify(self, participant: Participant, answer_id: str, value: JsonValue) -> dict[str, Any]:
+        """Change a participant's answer on their behalf (rights request): validated and
+        screened like their own change, published as an edit."""
+        if await self._erased(participant):
+            raise participant_erased()
+        found = await self.own_answer(participant, answer_id)
+        _, body = await self.submit(participant, found["dialogue_id"], found["question_id"], value, None,
+                                    idea=found["kind"] == "idea", answer_id=answer_id, rectification=True)
+        return body
+
     async def _ideas_of(self, participant: Participant, question_id: str) -> int:
         mine = await self.store.answers_of_participant(participant.tenant_id, participant.participant_id)
         return sum(1 for a in mine if a["question_id"] == question_id)
@@ -446,7 +536,7 @@ class Answers:
         try:
             key = await self.keys.key_for(participant.tenant_id, participant.participant_id)
         except ParticipantErased:
-            raise problem(410, "participant_erased", "this participant has been erased") from None
+            raise participant_erased() from None
         except KeyServiceUnavailable:
             raise problem(503, "temporarily_unavailable", "a backing service is unavailable; retry shortly",
                           {"Retry-After": "5"}) from None
@@ -507,6 +597,7 @@ class Answers:
             stored, status_code = {**existing, **fields, "version": version}, 200
         await self._unless_erased_meanwhile(participant, answer_id)
         self.relay.publish_soon(self.store.answers, relay_view)
+        self.written.add(1, {"kind": question.kind, "screening": fields["screening_action"]})
         # The response shows the spans into the text as sent, whatever the policy kept.
         return status_code, answer_out(stored, findings)
 
@@ -541,23 +632,21 @@ class Answers:
         """An answer written while its participant's erasure ran must not outlive it:
         erasure sets its marker before deleting, so a write that finished after the
         delete finds the marker here and removes itself, event included."""
-        if await self.store.is_erased(erased_marker(self.marker_key, participant.participant_id)):
+        if await self._erased(participant):
             await self.store.delete_answer(answer_id)
-            raise problem(410, "participant_erased", "this participant has been erased")
+            raise participant_erased()
+
+    async def _erased(self, participant: Participant) -> bool:
+        return await self.store.is_erased(erased_marker(self.marker_key, participant.participant_id))
 
 
 # --- routes ------------------------------------------------------------------------
 
 
 def build_router(
-    store: DialogueStore, relay: OutboxRelay, keys: DataKeyClient, gateway_public_key: str | None,
-    marker_key: str,
+    store: DialogueStore, relay: OutboxRelay, answers: Answers, gateway_public_key: str | None,
 ) -> APIRouter:
     router = APIRouter()
-    answers = Answers(store, relay, keys, marker_key)
-    submitted = metrics.get_meter("tessera.dialogue").create_counter(
-        "tessera_dialogue_answers", unit="1", description="answers written, by question kind and screening action"
-    )
 
     async def tenant_key(tenant_id: TenantIdPath, credentials: BearerCredentials) -> str:
         await authorise_tenant(require_bearer(credentials), tenant_id, store.api_key_hash)
@@ -683,8 +772,10 @@ def build_router(
             raise refused(violation) from None
         if target == "published" and not dialogue["questions"]:
             raise problem(409, "no_questions", "a dialogue needs at least one question to be published")
-        if not await store.update_dialogue(dialogue_id, dialogue["version"],
-                                           {"status": target, "updated_at": now_ms()},
+        now = now_ms()
+        changes = {"status": target, "updated_at": now,
+                   "closed_at": domain.closed_at_after(target, dialogue.get("closed_at"), now)}
+        if not await store.update_dialogue(dialogue_id, dialogue["version"], changes,
                                            questions_frozen_if_answered=False):
             raise problem(409, "concurrent_change", "the dialogue changed meanwhile; read it and try again")
         log.info("dialogue_moved", dialogue_id=dialogue_id, status=target)
@@ -749,8 +840,6 @@ def build_router(
     def replied(response: Response, result: tuple[int, dict[str, Any]]) -> AnswerOut:
         status_code, body = result
         response.status_code = status_code
-        if status_code == 201 or body["version"] > 1:
-            submitted.add(1, {"kind": body["kind"], "screening": body["screening"]["action"]})
         return AnswerOut(**body)
 
     @router.put("/v1/me/dialogues/{dialogue_id}/questions/{question_id}/answer", tags=["participant"],
@@ -784,17 +873,11 @@ def build_router(
         mine = await store.answers_of_participant(participant.tenant_id, participant.participant_id)
         return AnswerList(answers=[AnswerOut(**answer_out(a)) for a in mine])
 
-    async def own_answer(participant: Participant, answer_id: str) -> dict[str, Any]:
-        found = await store.answer(answer_id)
-        if found is None or found["participant_id"] != participant.participant_id or found.get("withdrawn_at"):
-            raise problem(404, "answer_not_found", "no such answer")
-        return found
-
     @router.put("/v1/me/answers/{answer_id}", tags=["participant"])
     async def change_answer(participant: CurrentParticipant, answer_id: Id, body: AnswerIn, response: Response,
                             idempotency_key: IdempotencyKey = None) -> AnswerOut:
         """Change one of one's answers (an idea too) by its ID, while its dialogue is open."""
-        found = await own_answer(participant, answer_id)
+        found = await answers.own_answer(participant, answer_id)
         return replied(response, await answers.submit(
             participant, found["dialogue_id"], found["question_id"], body.value, idempotency_key,
             idea=found["kind"] == "idea", answer_id=answer_id,
@@ -826,5 +909,45 @@ def build_router(
             for a in current
         ]
         return domain.group_view(question, group_answers, k, participant.participant_id)
+
+    return router
+
+
+def build_internal_router(store: DialogueStore, answers: Answers, internal_token: str) -> APIRouter:
+    """What the rights service asks of this store for a participant (access,
+    rectification) and for retention (closed dialogues and who answered them).
+    Only other Tessera services reach these, with the internal token."""
+    router = APIRouter(prefix="/internal/v1", tags=["internal"],
+                       dependencies=[Depends(internal_caller(internal_token))])
+    participant_base = "/tenants/{tenant_id}/participants/{participant_id}"
+
+    @router.get(f"{participant_base}/data")
+    async def participant_data(tenant_id: TenantIdPath, participant_id: Id) -> AnswerExportOut:
+        """Every current answer of the participant in this tenant, with what was asked."""
+        mine = await store.answers_of_participant(tenant_id, participant_id)
+        dialogues = await store.dialogues_by_id(tenant_id, sorted({a["dialogue_id"] for a in mine}))
+        return AnswerExportOut(store=STORE_NAME, categories=["answers"],
+                               records=[exported_answer(a, dialogues.get(a["dialogue_id"])) for a in mine])
+
+    @router.put(f"{participant_base}/answers/{{answer_id}}")
+    async def rectify_answer(tenant_id: TenantIdPath, participant_id: Id, answer_id: Id, body: AnswerIn) -> AnswerOut:
+        """Rectification on the participant's behalf, open or closed dialogue alike."""
+        participant = Participant(participant_id=participant_id, tenant_id=tenant_id)
+        return AnswerOut(**await answers.rectify(participant, answer_id, body.value))
+
+    @router.get("/tenants/{tenant_id}/retention/closed-dialogues")
+    async def closed_dialogues(
+        tenant_id: TenantIdPath, closed_before: Annotated[AwareDatetime, Query(description="with a time zone")],
+    ) -> ClosedDialogueList:
+        found = await store.closed_dialogues(tenant_id, closed_before)
+        return ClosedDialogueList(dialogues=[ClosedDialogueOut(**d) for d in found])
+
+    @router.get("/tenants/{tenant_id}/retention/dialogues/{dialogue_id}/participants")
+    async def dialogue_participants(
+        tenant_id: TenantIdPath, dialogue_id: Id, limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    ) -> ParticipantIdList:
+        """Who still has answers (or tombstones) there: erasing them shortens the list,
+        so asking again until it is empty needs no paging."""
+        return ParticipantIdList(participant_ids=await store.participants_of_dialogue(tenant_id, dialogue_id, limit))
 
     return router

@@ -12,7 +12,13 @@ from tessera_common.datakeys import DataKeyClient
 from tessera_common.outbox import OutboxRelay
 from tessera_common.service import serve, service_app, wire
 from tessera_common.settings import ServiceSettings
-from tessera_dialogue.api import PersonalDataProblem, build_router, personal_data_problem
+from tessera_dialogue.api import (
+    Answers,
+    PersonalDataProblem,
+    build_internal_router,
+    build_router,
+    personal_data_problem,
+)
 from tessera_dialogue.handlers import register_handlers
 from tessera_dialogue.store import DialogueStore
 
@@ -40,11 +46,15 @@ def create_app(
     keys = DataKeyClient(settings.rights_url, settings.internal_token.get_secret_value(), transport=rights_transport)
     marker_key = settings.erased_marker_key.get_secret_value()
     register_handlers(wiring.broker, store, marker_key)
+    answers = Answers(store, relay, keys, marker_key)
     app = service_app(
         wiring,
         title="Tessera dialogue",
         description="Dialogues, answers, the group view and personal-data screening.",
-        routers=[build_router(store, relay, keys, settings.gateway_public_key, marker_key)],
+        routers=[
+            build_router(store, relay, answers, settings.gateway_public_key),
+            build_internal_router(store, answers, settings.internal_token.get_secret_value()),
+        ],
         on_start=store.ensure_indexes,
         on_stop=keys.aclose,
         relay=relay,

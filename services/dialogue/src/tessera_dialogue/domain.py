@@ -130,6 +130,18 @@ def check_transition(current: DialogueStatus, target: DialogueStatus) -> None:
         raise RuleViolation("bad_transition", f"a {current} dialogue cannot become {target}")
 
 
+def closed_at_after(target: DialogueStatus, closed_at: datetime | None, now: datetime) -> datetime | None:
+    """Since when a dialogue takes no answers, after a move to ``target``: the answers'
+    retention counts from it. Closing (or archiving one never closed) sets it; archiving
+    a closed one keeps the first closing; reopening clears it, so a later close counts
+    afresh."""
+    if target == "published":
+        return None
+    if target in ("closed", "archived"):
+        return closed_at or now
+    return closed_at
+
+
 def check_questions_editable(status: DialogueStatus, answer_count: int) -> None:
     """Changing questions under existing answers would change what they answered."""
     if status == "archived":

@@ -12,12 +12,10 @@ from tessera_common.events import ErasureRequested, TenantRegistered, Topics
 from tessera_common.logs import get_logger
 from tessera_common.secrets import erased_marker
 from tessera_dialogue import domain
-from tessera_dialogue.store import DialogueStore
+from tessera_dialogue.store import STORE_NAME, DialogueStore
 
 log = get_logger(__name__)
 CONSUMER = "tessera-dialogue"
-#: This store's name in the rights service's data map.
-STORE_NAME = "dialogue.answers"
 
 
 def register_handlers(broker: KafkaBroker, store: DialogueStore, marker_key: str) -> None:
@@ -32,16 +30,25 @@ def register_handlers(broker: KafkaBroker, store: DialogueStore, marker_key: str
     async def erase_participant(event: ErasureRequested) -> None:
         """Delete every answer of the participant (events waiting in their outboxes
         too) and confirm. Redelivered, it deletes nothing more and confirms again; the
-        marker it leaves stops an answer that raced the erasure from surviving it."""
-        deleted = await store.erase_participant(
-            event.tenant_id,
-            event.data.participant_id,
-            erased_marker(marker_key, event.data.participant_id),
-            datetime.now(UTC),
-        )
+        marker it leaves stops an answer that raced the erasure from surviving it.
+
+        A dialogue-scoped erasure (retention) deletes only the answers to that
+        dialogue and leaves no marker: the participant is still there."""
+        if event.data.dialogue_id is not None:
+            deleted = await store.erase_answers_in_dialogue(
+                event.tenant_id, event.data.participant_id, event.data.dialogue_id
+            )
+        else:
+            deleted = await store.erase_participant(
+                event.tenant_id,
+                event.data.participant_id,
+                erased_marker(marker_key, event.data.participant_id),
+                datetime.now(UTC),
+            )
         await confirm_erasure(broker, event, store=STORE_NAME, source="tessera/dialogue",
                               documents_deleted=deleted)
-        log.info("participant_erased", store=STORE_NAME, documents_deleted=deleted)
+        log.info("participant_erased", store=STORE_NAME, documents_deleted=deleted,
+                 scope="participant" if event.data.dialogue_id is None else "dialogue")
 
     subscribe(broker, topic=Topics.TENANT_REGISTERED, consumer=CONSUMER, model=TenantRegistered,
               handler=on_tenant_registered)

@@ -4,7 +4,8 @@
   this service owns (minimum group size k, personal-data policy, their revision).
 - ``dialogues``: one per dialogue, questions embedded; ``version`` grows with every
   change so concurrent edits cannot overwrite each other; ``has_answers`` is set once,
-  by the first answer, and from then on the questions are frozen.
+  by the first answer, and from then on the questions are frozen; ``closed_at`` says
+  since when it takes no answers, which the answers' retention counts from.
 - ``answers``: one per participant and question (one per idea), ``_id`` derived from
   both (:func:`domain.answer_id_for`), so a retried create lands on the same document.
   A withdrawn answer stays as a tombstone without any value, because its change event
@@ -28,6 +29,10 @@ from pymongo.errors import DuplicateKeyError
 from tessera_common.events import EventEnvelope
 from tessera_common.mongo import document_lock
 from tessera_common.outbox import FIELD, SINCE, outbox_fields, outbox_update
+
+#: The answers collection's name in the data map (tessera_common.datamap): erasure is
+#: confirmed, and a participant's answers are exported, under it.
+STORE_NAME = "dialogue.answers"
 
 #: Fields a reader of an answer never needs (and a tenant must never see).
 HIDDEN = {FIELD: 0, SINCE: 0, "fingerprint": 0, "idempotency_key": 0}
@@ -101,6 +106,28 @@ class DialogueStore:
             .limit(limit)
         )
         return [d async for d in cursor]
+
+    async def dialogues_by_id(self, tenant_id: str, dialogue_ids: list[str]) -> dict[str, dict[str, Any]]:
+        cursor = self.dialogues.find({"_id": {"$in": dialogue_ids}, "tenant_id": tenant_id})
+        return {d["_id"]: d async for d in cursor}
+
+    async def closed_dialogues(self, tenant_id: str, closed_before: datetime) -> list[dict[str, Any]]:
+        """Closed and archived dialogues that stopped taking answers before
+        ``closed_before``. One closed before ``closed_at`` was recorded counts from its
+        last change, which is never earlier than its closing: retention waits longer
+        for it rather than erasing early."""
+        cursor = self.dialogues.find(
+            {
+                "tenant_id": tenant_id,
+                "status": {"$in": ["closed", "archived"]},
+                "$or": [
+                    {"closed_at": {"$lt": closed_before}},
+                    {"closed_at": {"$exists": False}, "updated_at": {"$lt": closed_before}},
+                ],
+            },
+            {"closed_at": 1, "updated_at": 1},
+        ).sort([("_id", ASCENDING)])
+        return [{"dialogue_id": d["_id"], "closed_at": d.get("closed_at") or d["updated_at"]} async for d in cursor]
 
     async def update_dialogue(
         self, dialogue_id: str, version: int, changes: dict[str, Any], *, questions_frozen_if_answered: bool
@@ -188,6 +215,17 @@ class DialogueStore:
         )
         return [a async for a in cursor]
 
+    async def participants_of_dialogue(self, tenant_id: str, dialogue_id: str, limit: int) -> list[str]:
+        """Participants who still have answer documents in the dialogue, withdrawn
+        tombstones included: retention must erase those too."""
+        cursor = await self.answers.aggregate([
+            {"$match": {"tenant_id": tenant_id, "dialogue_id": dialogue_id}},
+            {"$group": {"_id": "$participant_id"}},
+            {"$sort": {"_id": 1}},
+            {"$limit": limit},
+        ])
+        return [row["_id"] async for row in cursor]
+
     async def delete_answer(self, answer_id: str) -> None:
         await self.answers.delete_one({"_id": answer_id})
 
@@ -201,6 +239,15 @@ class DialogueStore:
         async with document_lock(self.erased, marker):
             await self.erased.update_one({"_id": marker}, {"$setOnInsert": {"erased_at": now}}, upsert=True)
         result = await self.answers.delete_many({"participant_id": participant_id, "tenant_id": tenant_id})
+        return result.deleted_count
+
+    async def erase_answers_in_dialogue(self, tenant_id: str, participant_id: str, dialogue_id: str) -> int:
+        """Delete the participant's answers and tombstones in one dialogue (retention
+        after it closed), events waiting in their outboxes too. No erased marker: the
+        participant stays, and may still answer other dialogues."""
+        result = await self.answers.delete_many(
+            {"participant_id": participant_id, "tenant_id": tenant_id, "dialogue_id": dialogue_id}
+        )
         return result.deleted_count
 
     async def is_erased(self, marker: str) -> bool:

@@ -31,6 +31,7 @@ from tessera_common.http import (
     BearerCredentials,
     authorise_tenant,
     check_operator_key,
+    internal_caller,
     problem,
     require_bearer,
 )
@@ -46,7 +47,7 @@ from tessera_common.secrets import (
     split_secret_selector,
 )
 from tessera_enrolment import domain
-from tessera_enrolment.store import CodeTaken, EnrolmentStore
+from tessera_enrolment.store import STORE_NAME, CodeTaken, EnrolmentStore
 
 log = get_logger(__name__)
 SOURCE = "tessera/enrolment"
@@ -107,6 +108,26 @@ class MeOut(BaseModel):
     enrolled_at: datetime
 
 
+class ParticipantOut(BaseModel):
+    participant_id: str
+    tenant_id: str
+
+
+class DeviceRecordOut(BaseModel):
+    participant_id: str
+    platform: Platform
+    form_factor: FormFactor
+    enrolled_at: datetime
+
+
+class DeviceDataOut(BaseModel):
+    """What this service holds about a participant, for their access request."""
+
+    store: str
+    categories: list[str]
+    records: list[DeviceRecordOut]
+
+
 class GuessThrottle:
     """Failed code attempts are limited per truncated client network and globally.
 
@@ -145,12 +166,19 @@ FORWARDED: dict[str, list[tuple[str, str]]] = {
         ("PUT", "/v1/me/answers/{answer_id}"),
         ("DELETE", "/v1/me/answers/{answer_id}"),
     ],
+    "rights": [
+        ("POST", "/v1/me/rights-requests"),
+        ("GET", "/v1/me/rights-requests"),
+        ("GET", "/v1/me/rights-requests/{request_id}"),
+        ("GET", "/v1/me/rights-requests/{request_id}/data"),
+    ],
 }
 #: Request headers passed on (besides the assertion and trace context); the device
 #: token is not among them: it never leaves the gateway.
 PASSED_REQUEST_HEADERS = ("content-type", "accept", "idempotency-key")
 PASSED_RESPONSE_HEADERS = ("content-type", "retry-after")
 SAFE_PATH_PARAM = r"^[A-Za-z0-9_-]{1,64}$"
+ParticipantIdPath = Annotated[str, Path(pattern=SAFE_PATH_PARAM, description="the participant's ID")]
 
 
 @dataclass
@@ -294,6 +322,9 @@ def build_router(
         device = await store.device(participant_id) if participant_id else None
         if device is None or not constant_time_equals(device["token_sha256"], secret_hash(token)):
             raise problem(401, "invalid_device_token", "this device token is not valid", UNAUTHORISED_HEADERS)
+        today = datetime.now(UTC).date().isoformat()
+        if device.get("last_used_on") != today:
+            await store.touch_device(device["_id"], today)
         return device
 
     def forwarder(downstream: Downstream):
@@ -338,6 +369,44 @@ def build_router(
             form_factor=device["form_factor"],
             enrolled_at=device["enrolled_at"],
         )
+
+    return router
+
+
+def build_internal_router(store: EnrolmentStore, internal_token: str) -> APIRouter:
+    """What the rights service asks about a participant: whether the tenant has them
+    (before it accepts a request on their behalf), and their device facts (access).
+    Only other Tessera services reach these, with the internal token."""
+    router = APIRouter(prefix="/internal/v1", tags=["internal"],
+                       dependencies=[Depends(internal_caller(internal_token))])
+    base = "/tenants/{tenant_id}/participants/{participant_id}"
+
+    @router.get(base)
+    async def participant(tenant_id: TenantIdPath, participant_id: ParticipantIdPath) -> ParticipantOut:
+        """404 for an unknown participant and for another tenant's alike."""
+        if await store.device_facts(tenant_id, participant_id) is None:
+            raise problem(404, "participant_not_found", "this tenant has no such participant")
+        return ParticipantOut(participant_id=participant_id, tenant_id=tenant_id)
+
+    @router.get(f"{base}/data")
+    async def participant_data(tenant_id: TenantIdPath, participant_id: ParticipantIdPath) -> DeviceDataOut:
+        device = await store.device_facts(tenant_id, participant_id)
+        records = [] if device is None else [DeviceRecordOut(
+            participant_id=participant_id, platform=device["platform"], form_factor=device["form_factor"],
+            enrolled_at=device["enrolled_at"],
+        )]
+        return DeviceDataOut(store=STORE_NAME, categories=["device_facts"], records=records)
+
+    @router.get("/tenants/{tenant_id}/retention/idle-participants")
+    async def idle_participants(
+        tenant_id: TenantIdPath,
+        idle_since: Annotated[AwareDatetime, Query(description="devices not used since this time")],
+        limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    ) -> dict[str, list[str]]:
+        """For the tenant's retention rule: participants whose device was last used
+        before ``idle_since`` (by day)."""
+        ids = await store.idle_participants(tenant_id, idle_since, limit)
+        return {"participant_ids": ids}
 
     return router
 

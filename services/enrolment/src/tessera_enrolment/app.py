@@ -10,7 +10,7 @@ from pydantic import Field, SecretStr, model_validator
 from tessera_common.outbox import OutboxRelay
 from tessera_common.service import serve, service_app, wire
 from tessera_common.settings import ServiceSettings
-from tessera_enrolment.api import Downstream, GuessThrottle, build_router
+from tessera_enrolment.api import Downstream, GuessThrottle, build_internal_router, build_router
 from tessera_enrolment.handlers import register_handlers
 from tessera_enrolment.store import EnrolmentStore
 
@@ -28,6 +28,8 @@ class EnrolmentSettings(ServiceSettings):
     gateway_signing_key: SecretStr | None = None
     #: The dialogue service, to which the gateway forwards participants' dialogue routes.
     dialogue_url: str = "http://127.0.0.1:8002"
+    #: The rights service, to which the gateway forwards participants' rights requests.
+    rights_url: str = "http://127.0.0.1:8003"
     #: How long the gateway waits for a service behind it before answering 503.
     downstream_timeout_seconds: float = Field(default=10.0, gt=0)
 
@@ -52,7 +54,7 @@ def create_app(
                               timeout=settings.downstream_timeout_seconds),
             audience=f"tessera-{name}",
         )
-        for name, url in {"dialogue": settings.dialogue_url}.items()
+        for name, url in {"dialogue": settings.dialogue_url, "rights": settings.rights_url}.items()
     }
     wiring = wire(settings, span_exporter)
     store = EnrolmentStore(wiring.db)
@@ -75,7 +77,7 @@ def create_app(
         wiring,
         title="Tessera enrolment gateway",
         description="Tenants, opp codes and device enrolment; the gateway for mobile clients.",
-        routers=[router],
+        routers=[router, build_internal_router(store, settings.internal_token.get_secret_value())],
         on_start=store.ensure_indexes,
         on_stop=close_downstreams,
         relay=relay,

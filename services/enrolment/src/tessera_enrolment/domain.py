@@ -20,7 +20,10 @@ CODE_BITS = CODE_LENGTH * math.log2(len(CODE_ALPHABET))  # ≈ 49.5 bits: ≥ 40
 #: is the technical fact retention of idle devices needs; ``outbox``/``outbox_since``
 #: hold, only until it is published, the ``device-enrolled`` event built from these
 #: same fields.
-DEVICE_FIELDS = frozenset({"_id", "tenant_id", "token_sha256", "platform", "form_factor", "enrolled_at"})
+#: ``last_used_on`` is a day (``YYYY-MM-DD``), not a time: just enough for the tenant's
+#: retention rule on idle devices (DESIGN.md §1), refreshed at most once a day.
+DEVICE_FIELDS = frozenset({"_id", "tenant_id", "token_sha256", "platform", "form_factor", "enrolled_at",
+                           "last_used_on"})
 TRANSIENT_DEVICE_FIELDS = frozenset({"outbox", "outbox_since"})
 
 DEVICE_TOKEN_PREFIX = "tdt"
@@ -79,6 +82,7 @@ def new_device_record(
         "platform": platform,
         "form_factor": form_factor,
         "enrolled_at": now,
+        "last_used_on": now.date().isoformat(),
     }
     assert record.keys() == DEVICE_FIELDS
     return record

@@ -7,18 +7,22 @@ from faststream.kafka import KafkaBroker
 from tessera_common.consume import subscribe
 from tessera_common.broker import confirm_erasure
 from tessera_common.events import ErasureRequested, Topics
-from tessera_enrolment.store import EnrolmentStore
+from tessera_enrolment.store import STORE_NAME, EnrolmentStore
 
 CONSUMER = "tessera-enrolment"
-STORE_NAME = "enrolment.devices"
 
 
 def register_handlers(broker: KafkaBroker, store: EnrolmentStore) -> None:
     async def erase_participant(event: ErasureRequested) -> None:
         """Delete the device (its token stops working at once) and confirm.
 
-        Idempotent: a redelivered request deletes nothing more and confirms again."""
-        deleted = await store.erase_device(event.tenant_id, event.data.participant_id)
+        A dialogue-scoped erasure (retention of one dialogue's answers) leaves the
+        device alone: the participant stays, and this store confirms that it held
+        nothing in scope. Idempotent: a redelivered request deletes nothing more and
+        confirms again."""
+        deleted = 0
+        if event.data.dialogue_id is None:
+            deleted = await store.erase_device(event.tenant_id, event.data.participant_id)
         await confirm_erasure(broker, event, store=STORE_NAME, source="tessera/enrolment",
                               documents_deleted=deleted)
 

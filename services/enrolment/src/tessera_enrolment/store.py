@@ -23,6 +23,11 @@ from tessera_common.mongo import document_lock
 from tessera_common.outbox import outbox_fields
 
 
+#: The devices collection's name in the data map (tessera_common.datamap): erasure is
+#: confirmed, and a participant's data is exported, under it.
+STORE_NAME = "enrolment.devices"
+
+
 class CodeTaken(Exception):
     """A freshly generated code collided with an existing one (≈2^-49 per code)."""
 
@@ -101,6 +106,30 @@ class EnrolmentStore:
 
     async def device(self, participant_id: str) -> dict[str, Any] | None:
         return await self.devices.find_one({"_id": participant_id}, {"outbox": 0, "outbox_since": 0})
+
+    async def device_facts(self, tenant_id: str, participant_id: str) -> dict[str, Any] | None:
+        """The device of this tenant's participant, as the participant may see it: the
+        facts of :data:`domain.DEVICE_FIELDS` without the token hash or any outbox.
+        Another tenant's participant is as absent as an unknown one."""
+        return await self.devices.find_one(
+            {"_id": participant_id, "tenant_id": tenant_id},
+            {"tenant_id": 1, "platform": 1, "form_factor": 1, "enrolled_at": 1},
+        )
+
+    async def touch_device(self, participant_id: str, today: str) -> None:
+        async with document_lock(self.devices, participant_id):
+            await self.devices.update_one({"_id": participant_id}, {"$set": {"last_used_on": today}})
+
+    async def idle_participants(self, tenant_id: str, idle_since: datetime, limit: int) -> list[str]:
+        """Devices last used on a day before ``idle_since``'s (a device from before
+        ``last_used_on`` existed counts from its enrolment)."""
+        day = idle_since.date().isoformat()
+        cursor = self.devices.find(
+            {"tenant_id": tenant_id, "$or": [{"last_used_on": {"$lt": day}},
+                                              {"last_used_on": None, "enrolled_at": {"$lt": idle_since}}]},
+            {"_id": 1},
+        ).limit(limit)
+        return [d["_id"] async for d in cursor]
 
     async def erase_device(self, tenant_id: str, participant_id: str) -> int:
         result = await self.devices.delete_one({"_id": participant_id, "tenant_id": tenant_id})

@@ -1,25 +1,42 @@
-"""The rights service's internal routes: per-participant data keys (DESIGN.md §4.3).
+"""The rights service's HTTP routes.
 
-Only other Tessera services call them, with the internal bearer token. Thin: validate,
-wrap or unwrap with :mod:`.domain`, persist with :mod:`.store`. Nothing here logs a
-participant ID or a key; logs and metrics carry outcomes only.
+- Internal (other Tessera services, internal bearer token): per-participant data keys
+  (DESIGN.md §4.3). Thin: wrap or unwrap with :mod:`.domain`, persist with :mod:`.store`.
+- Participants (through the gateway, with its assertion), tenants (API key) and holders
+  of an erasure's status secret: rights requests, their data, receipts, the audit trail
+  and its verification. Thin: validate, then the :class:`.desk.Desk` acts.
+
+Nothing here logs a participant ID or a key; logs and metrics carry outcomes only.
 """
 
-from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
-from fastapi import APIRouter, Depends, Path, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, PlainTextResponse
 from opentelemetry import metrics
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, JsonValue, StrictInt, StringConstraints
 
 from tessera_common.crypto import new_data_key
-from tessera_common.http import UNAUTHORISED_HEADERS, BearerCredentials, StrictBody, problem
+from tessera_common.http import (
+    UNAUTHORISED_HEADERS,
+    BearerCredentials,
+    StrictBody,
+    TenantIdPath,
+    authorise_tenant,
+    internal_caller,
+    problem,
+    require_bearer,
+)
+from tessera_common.identity import Participant, participant_dependency
 from tessera_common.logs import get_logger
-from tessera_common.secrets import constant_time_equals, erased_marker, new_id
+from tessera_common.secrets import constant_time_equals, erased_marker, new_id, secret_hash, split_secret_selector
 from tessera_rights import domain
+from tessera_rights.desk import STATUS_SECRET_PREFIX, Desk, RequestRefused, StoreUnavailable
+from tessera_rights.domain import RequestKind
 from tessera_rights.store import RightsStore
 
 log = get_logger(__name__)
@@ -43,18 +60,14 @@ class DataKeyOut(BaseModel):
     key: str = Field(description="base64 of the 32-byte AES-256-GCM data key")
 
 
-def build_router(store: RightsStore, internal_token: str, erased_marker_key: str, master_key: bytes) -> APIRouter:
+def build_data_key_router(store: RightsStore, internal_token: str, erased_marker_key: str, master_key: bytes) -> APIRouter:
     meter = metrics.get_meter("tessera.rights")
     outcomes = meter.create_counter(
         "tessera_rights_data_key_requests", unit="1", description="data-key requests by operation and outcome"
     )
 
-    async def internal_caller(credentials: BearerCredentials) -> None:
-        presented = credentials.credentials if credentials is not None else ""
-        if not presented or not constant_time_equals(presented, internal_token):
-            raise problem(401, "invalid_internal_token", "the internal token is not valid", UNAUTHORISED_HEADERS)
-
-    router = APIRouter(prefix="/internal/v1", tags=["internal"], dependencies=[Depends(internal_caller)])
+    router = APIRouter(prefix="/internal/v1", tags=["internal"],
+                       dependencies=[Depends(internal_caller(internal_token))])
 
     def marker_of(participant_id: str) -> str:
         return erased_marker(erased_marker_key, participant_id)
@@ -130,5 +143,313 @@ def build_router(store: RightsStore, internal_token: str, erased_marker_key: str
         outcomes.add(1, {"operation": "delete", "outcome": "destroyed"})
         log.info("data_key_destroyed")
         return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    return router
+
+
+# --- rights requests -----------------------------------------------------------------
+
+AUDIENCE = "tessera-rights"
+Id = Annotated[str, Path(pattern=ID_PATTERN)]
+IdValue = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+
+
+class RightsRequestIn(StrictBody):
+    kind: RequestKind
+    #: Rectification only: the answer to change, and its new value.
+    answer_id: IdValue | None = None
+    value: JsonValue = Field(default=None, description="rectification only: the answer's new value")
+
+
+class TenantRightsRequestIn(RightsRequestIn):
+    participant_id: IdValue = Field(description="the participant ID the participant read from the app")
+
+
+class ProgressOut(BaseModel):
+    store: str
+    status: Literal["pending", "confirmed"]
+    confirmed_at: datetime | None
+    documents_deleted: int | None = Field(description="for access and export: records the store holds")
+
+
+class RightsRequestOut(BaseModel):
+    request_id: str
+    tenant_id: str
+    kind: RequestKind
+    status: str
+    urgency: Literal["overdue", "at_risk", "on_track", "closed"]
+    actor: str
+    reason: str | None
+    scope: dict[str, str] | None = Field(description="a retention erasure's dialogue; null for everything")
+    #: Only while the request is open; removed when an erasure completes.
+    participant_id: str | None
+    received_at: datetime
+    deadline: datetime = Field(description="received + one calendar month (GDPR art. 12(3))")
+    completed_at: datetime | None
+    attempts: int = Field(description="how often stores that had not confirmed were asked again")
+    next_retry_at: datetime | None
+    progress: list[ProgressOut]
+    status_secret: str | None = Field(
+        default=None, description="erasure only, shown once: fetch status and receipt after the device stops working")
+
+
+class RightsRequestList(BaseModel):
+    requests: list[RightsRequestOut]
+    limit: int
+    offset: int
+
+
+class RetentionIn(StrictBody):
+    answers_days_after_close: StrictInt | None = Field(default=None, ge=1, le=3650)
+    idle_device_days: StrictInt | None = Field(default=None, ge=1, le=3650)
+
+
+class VerificationOut(BaseModel):
+    tenant_id: str
+    valid: bool
+    entries: int
+    broken_at: int | None
+    reason: str | None
+    head: dict[str, Any] | None
+    verified_at: datetime
+    signed: dict[str, Any] = Field(description="this statement signed with the receipt key: keep it, and a later "
+                                               "chain shorter than it proves entries were removed")
+
+
+def request_out(request: dict[str, Any], status_secret: str | None = None) -> RightsRequestOut:
+    return RightsRequestOut(
+        request_id=request["_id"], tenant_id=request["tenant_id"], kind=request["kind"], status=request["status"],
+        urgency=domain.urgency(request["status"], request["deadline"], datetime.now(UTC)),
+        actor=request["actor"], reason=request.get("reason"),
+        scope={"dialogue_id": request["scope"]} if request.get("scope") else None,
+        participant_id=request.get("participant_id"), received_at=request["received_at"],
+        deadline=request["deadline"], completed_at=request.get("completed_at"), attempts=request.get("attempts", 0),
+        next_retry_at=request.get("next_retry_at"),
+        progress=[ProgressOut(**p) for p in request["progress"]], status_secret=status_secret,
+    )
+
+
+def build_requests_router(desk: Desk, gateway_public_key: str | None, receipt_public_key: str) -> APIRouter:
+    store = desk.store
+    router = APIRouter()
+    received = metrics.get_meter("tessera.rights").create_counter(
+        "tessera_rights_requests", unit="1", description="rights requests received, by kind and actor")
+    CurrentParticipant = Annotated[Participant, Depends(participant_dependency(gateway_public_key, AUDIENCE))]
+
+    async def tenant_key(tenant_id: TenantIdPath, credentials: BearerCredentials) -> str:
+        await authorise_tenant(require_bearer(credentials), tenant_id, store.api_key_hash)
+        return tenant_id
+
+    AuthorisedTenant = Annotated[str, Depends(tenant_key)]
+
+    async def take(actor: domain.Actor, tenant_id: str, participant_id: str, body: RightsRequestIn,
+                   response: Response) -> RightsRequestOut:
+        rectifying = body.kind == "rectification"
+        if rectifying and body.answer_id is None:
+            raise problem(422, "answer_id_required", "a rectification names the answer to change (answer_id)")
+        if not rectifying and (body.answer_id is not None or "value" in body.model_fields_set):
+            raise problem(422, "unexpected_field", "answer_id and value belong to a rectification only")
+        try:
+            outcome = await desk.receive(actor, tenant_id, participant_id, body.kind,
+                                         answer_id=body.answer_id, value=body.value)
+        except RequestRefused as refusal:
+            raise problem(refusal.status, refusal.code, refusal.message) from None
+        except StoreUnavailable:
+            raise problem(503, "temporarily_unavailable", "a store is unavailable; retry shortly",
+                          {"Retry-After": "5"}) from None
+        if not outcome.created:
+            response.status_code = status.HTTP_200_OK
+        else:
+            received.add(1, {"kind": body.kind, "actor": actor})
+        return request_out(outcome.request, outcome.status_secret)
+
+    async def data_of(request: dict[str, Any], text: bool) -> Response:
+        if request["kind"] not in ("access", "export"):
+            raise problem(409, "not_an_access_request", "only access and export requests have data to fetch")
+        try:
+            data = await desk.participant_data(request)
+        except RequestRefused as refusal:
+            raise problem(refusal.status, refusal.code, refusal.message) from None
+        except StoreUnavailable:
+            raise problem(503, "temporarily_unavailable", "a store is unavailable; retry shortly",
+                          {"Retry-After": "5"}) from None
+        if text:
+            return PlainTextResponse(domain.human_summary(data))
+        return JSONResponse(jsonable_encoder(data), headers={
+            "Content-Disposition": f'attachment; filename="tessera-{request["_id"]}.json"'})
+
+    # --- participants, through the gateway -----------------------------------------
+
+    @router.post("/v1/me/rights-requests", status_code=status.HTTP_202_ACCEPTED, tags=["participant"])
+    async def participant_request(participant: CurrentParticipant, body: RightsRequestIn,
+                                  response: Response) -> RightsRequestOut:
+        """Access, export, rectification, erasure or objection, for oneself. 202 with the
+        request; 200 with the open one if the same erasure or objection is already under way."""
+        return await take("participant", participant.tenant_id, participant.participant_id, body, response)
+
+    @router.get("/v1/me/rights-requests", tags=["participant"])
+    async def my_requests(participant: CurrentParticipant) -> RightsRequestList:
+        mine = await store.requests_of(participant.tenant_id, desk.marker(participant.participant_id))
+        return RightsRequestList(requests=[request_out(r) for r in mine], limit=100, offset=0)
+
+    async def my_request(participant: Participant, request_id: str) -> dict[str, Any]:
+        found = await store.request(request_id)
+        if (found is None or found["tenant_id"] != participant.tenant_id
+                or found["subject"] != desk.marker(participant.participant_id)):
+            raise problem(404, "request_not_found", "no such rights request")
+        return found
+
+    @router.get("/v1/me/rights-requests/{request_id}", tags=["participant"])
+    async def my_request_status(participant: CurrentParticipant, request_id: Id) -> RightsRequestOut:
+        return request_out(await my_request(participant, request_id))
+
+    @router.get("/v1/me/rights-requests/{request_id}/data", tags=["participant"])
+    async def my_data(participant: CurrentParticipant, request_id: Id,
+                      format: Literal["json", "text"] = "json") -> Response:  # noqa: A002
+        """An access or export request's data, gathered from every store now: JSON
+        (machine-readable, for portability) or a human-readable summary."""
+        return await data_of(await my_request(participant, request_id), format == "text")
+
+    # --- tenants, on a participant's behalf ----------------------------------------
+
+    @router.post("/v1/tenants/{tenant_id}/rights-requests", status_code=status.HTTP_202_ACCEPTED, tags=["tenant"])
+    async def tenant_request(tenant_id: AuthorisedTenant, body: TenantRightsRequestIn,
+                             response: Response) -> RightsRequestOut:
+        try:
+            await desk.participant_of_tenant(tenant_id, body.participant_id)
+        except RequestRefused as refusal:
+            if not (refusal.code == "participant_erased" and body.kind == "erasure"):
+                raise problem(refusal.status, refusal.code, refusal.message) from None
+        except StoreUnavailable:
+            raise problem(503, "temporarily_unavailable", "a store is unavailable; retry shortly",
+                          {"Retry-After": "5"}) from None
+        return await take("tenant", tenant_id, body.participant_id,
+                          RightsRequestIn(**body.model_dump(exclude={"participant_id"}, exclude_unset=True)),
+                          response)
+
+    @router.get("/v1/tenants/{tenant_id}/rights-requests", tags=["tenant"])
+    async def tenant_requests(
+        tenant_id: AuthorisedTenant,
+        status_: Annotated[Literal["in_progress", "completed"] | None, Query(alias="status")] = None,
+        kind: RequestKind | None = None,
+        urgency: Literal["overdue", "at_risk"] | None = None,
+        participant_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> RightsRequestList:
+        """Open requests first, nearest deadline first, so overdue and at-risk ones
+        lead; then closed ones, newest first."""
+        condition: dict[str, Any] = {}
+        if status_ is not None:
+            condition["status"] = status_
+        if kind is not None:
+            condition["kind"] = kind
+        if participant_id is not None:
+            condition["subject"] = desk.marker(participant_id)
+        now = datetime.now(UTC)
+        if urgency == "overdue":
+            condition.update(status="in_progress", deadline={"$lt": now})
+        elif urgency == "at_risk":
+            condition.update(status="in_progress", deadline={"$gte": now, "$lte": now + domain.AT_RISK_WITHIN})
+        found = await store.list_requests(tenant_id, condition, limit, offset)
+        return RightsRequestList(requests=[request_out(r) for r in found], limit=limit, offset=offset)
+
+    async def tenant_request_of(tenant_id: str, request_id: str) -> dict[str, Any]:
+        found = await store.request(request_id)
+        if found is None or found["tenant_id"] != tenant_id:
+            raise problem(404, "request_not_found", "this tenant has no such rights request")
+        return found
+
+    @router.get("/v1/tenants/{tenant_id}/rights-requests/{request_id}", tags=["tenant"])
+    async def tenant_request_status(tenant_id: AuthorisedTenant, request_id: Id) -> RightsRequestOut:
+        return request_out(await tenant_request_of(tenant_id, request_id))
+
+    @router.get("/v1/tenants/{tenant_id}/rights-requests/{request_id}/data", tags=["tenant"])
+    async def tenant_request_data(tenant_id: AuthorisedTenant, request_id: Id,
+                                  format: Literal["json", "text"] = "json") -> Response:  # noqa: A002
+        return await data_of(await tenant_request_of(tenant_id, request_id), format == "text")
+
+    @router.get("/v1/tenants/{tenant_id}/rights-requests/{request_id}/receipt", tags=["tenant"])
+    async def tenant_receipt(tenant_id: AuthorisedTenant, request_id: Id) -> dict[str, Any]:
+        return receipt_of(await tenant_request_of(tenant_id, request_id))
+
+    @router.get("/v1/tenants/{tenant_id}/retention", tags=["tenant"])
+    async def get_retention(tenant_id: AuthorisedTenant) -> RetentionIn:
+        return RetentionIn(**await store.retention(tenant_id))
+
+    @router.put("/v1/tenants/{tenant_id}/retention", tags=["tenant"])
+    async def put_retention(tenant_id: AuthorisedTenant, body: RetentionIn) -> RetentionIn:
+        """How long data lives: answers N days after their dialogue closed, devices M
+        days after they were last used (null: kept). Expiry runs as erasures with reason
+        ``retention``, audited like any other."""
+        await store.set_retention(tenant_id, body.model_dump())
+        return body
+
+    # --- the audit trail -----------------------------------------------------------
+
+    @router.get("/v1/tenants/{tenant_id}/audit", tags=["tenant"])
+    async def audit_entries(
+        tenant_id: AuthorisedTenant,
+        after_seq: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> dict[str, Any]:
+        """Entries in chain order: ``seq``, ``prev_hash``, ``hash`` and the record."""
+        return {"tenant_id": tenant_id, "entries": await store.audit_entries(tenant_id, after_seq, limit)}
+
+    @router.get("/v1/tenants/{tenant_id}/audit/verification", tags=["tenant"])
+    async def verify_audit(tenant_id: AuthorisedTenant) -> VerificationOut:
+        """Recompute the whole chain: any changed, reordered, inserted or removed entry
+        shows as ``valid: false`` with the first entry that does not fit."""
+        head = await store.audit_head(tenant_id)
+        result = domain.verify_chain(await store.audit_entries(tenant_id), head)
+        statement = {"type": "tessera.audit-verification.v1", "tenant_id": tenant_id, "valid": result.valid,
+                     "entries": result.entries, "head_hash": result.head_hash,
+                     "verified_at": datetime.now(UTC).isoformat()}
+        return VerificationOut(
+            tenant_id=tenant_id, valid=result.valid, entries=result.entries, broken_at=result.broken_at,
+            reason=result.reason, head={"seq": head[0], "hash": head[1]} if head else None,
+            verified_at=datetime.fromisoformat(statement["verified_at"]),
+            signed=domain.sign_receipt(desk.signing_key, statement),
+        )
+
+    # --- status secret holders, and everyone -----------------------------------------
+
+    def receipt_of(request: dict[str, Any]) -> dict[str, Any]:
+        if request["kind"] != "erasure":
+            raise problem(409, "not_an_erasure", "only erasures have receipts")
+        if request.get("receipt") is None:
+            raise problem(409, "erasure_not_complete", "the receipt is issued once every store confirmed")
+        return request["receipt"]
+
+    async def by_status_secret(request_id: str, credentials: BearerCredentials) -> dict[str, Any]:
+        presented = require_bearer(credentials)
+        found = await store.request(request_id, with_secret=True)
+        if (found is None or found.get("status_secret_sha256") is None
+                or split_secret_selector(STATUS_SECRET_PREFIX, presented) != request_id
+                or not constant_time_equals(found["status_secret_sha256"], secret_hash(presented))):
+            raise problem(401, "invalid_status_secret", "the status secret is not valid for this request",
+                          UNAUTHORISED_HEADERS)
+        return found
+
+    @router.get("/v1/rights-requests/{request_id}", tags=["status secret"])
+    async def status_by_secret(request_id: Id, credentials: BearerCredentials) -> RightsRequestOut:
+        """An erasure's status, with the status secret its request returned: the device
+        token stops working during the erasure, this does not."""
+        found = await by_status_secret(request_id, credentials)
+        found.pop("status_secret_sha256", None)
+        return request_out(found)
+
+    @router.get("/v1/rights-requests/{request_id}/receipt", tags=["status secret"])
+    async def receipt_by_secret(request_id: Id, credentials: BearerCredentials) -> dict[str, Any]:
+        """The signed erasure receipt: verify it with ``GET /v1/rights/receipt-key``."""
+        return receipt_of(await by_status_secret(request_id, credentials))
+
+    @router.get("/v1/rights/receipt-key", tags=["public"])
+    async def receipt_key() -> dict[str, str]:
+        """The Ed25519 public key that verifies receipts and audit statements: the
+        signature (base64) is over the canonical JSON of ``receipt`` (sorted keys, no
+        spaces, UTF-8)."""
+        raw = base64.b64decode(receipt_public_key)
+        return {"algorithm": "Ed25519", "key_id": domain.receipt_key_id(raw), "public_key": receipt_public_key}
 
     return router

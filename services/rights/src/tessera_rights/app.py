@@ -1,25 +1,35 @@
-"""Rights' bootstrap: settings, broker, store, telemetry → one FastAPI app.
-
-Built so far: the internal data-key routes (DESIGN.md §4.3). Rights requests, erasure
-fan-out and the audit trail come with their issue."""
+"""Rights' bootstrap: settings, broker, store, telemetry, the stores it asks for
+access data, and its two background loops (retries, retention) → one FastAPI app."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
+from tessera_common.logs import get_logger
+from tessera_common.outbox import OutboxRelay
 from tessera_common.service import serve, service_app, wire
 from tessera_common.settings import ServiceSettings
-from tessera_rights.api import build_router
-from tessera_rights.domain import parse_master_key
+from tessera_rights.api import build_data_key_router, build_requests_router
+from tessera_rights.desk import Desk, Timing
+from tessera_rights.domain import parse_master_key, parse_signing_key
+from tessera_rights.handlers import register_handlers
+from tessera_rights.retention import Retention
 from tessera_rights.store import RightsStore
+
+log = get_logger(__name__)
 
 #: Known to everyone who reads this file, so refused in production.
 DEV_DATA_KEY_MASTER_KEY = base64.b64encode(hashlib.sha256(b"tessera development data-key master key").digest()).decode()
+DEV_RECEIPT_SIGNING_KEY = base64.b64encode(hashlib.sha256(b"tessera development receipt key").digest()).decode()
 
 
 class RightsSettings(ServiceSettings):
@@ -29,32 +39,108 @@ class RightsSettings(ServiceSettings):
     #: Key-encryption key (base64, 32 raw bytes) under which every participant's data
     #: key is wrapped at rest; losing it makes every stored data key unreadable.
     data_key_master_key: SecretStr = SecretStr(DEV_DATA_KEY_MASTER_KEY)
+    #: Ed25519 private key (base64, 32 raw bytes) that signs erasure receipts and audit
+    #: verification statements; its public key is served at /v1/rights/receipt-key.
+    receipt_signing_key: SecretStr = SecretStr(DEV_RECEIPT_SIGNING_KEY)
+    #: The services whose stores give their part of an access or export request.
+    enrolment_url: str = "http://127.0.0.1:8001"
+    dialogue_url: str = "http://127.0.0.1:8002"
+    analytics_url: str = "http://127.0.0.1:8004"
+    store_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: A store that has not confirmed is asked again after base, 2·base, 4·base … ≤ cap.
+    retry_base_seconds: float = Field(default=30.0, gt=0)
+    retry_cap_seconds: float = Field(default=900.0, gt=0)
+    #: How often the loops look for due retries and expired data.
+    retry_check_seconds: float = Field(default=5.0, gt=0)
+    retention_check_seconds: float = Field(default=3600.0, gt=0)
 
     @model_validator(mode="after")
-    def _master_key_outside_development(self) -> RightsSettings:
+    def _keys_outside_development(self) -> RightsSettings:
         master_key = self.data_key_master_key.get_secret_value()
         parse_master_key(master_key)
+        parse_signing_key(self.receipt_signing_key.get_secret_value())
         if self.environment == "production" and master_key == DEV_DATA_KEY_MASTER_KEY:
             raise ValueError("TESSERA_DATA_KEY_MASTER_KEY must be set to a real secret in production")
+        if self.environment == "production" and self.receipt_signing_key.get_secret_value() == DEV_RECEIPT_SIGNING_KEY:
+            raise ValueError("TESSERA_RECEIPT_SIGNING_KEY must be set to a real secret in production")
         return self
 
 
-def create_app(settings: RightsSettings | None = None, span_exporter: SpanExporter | None = None) -> FastAPI:
+def create_app(
+    settings: RightsSettings | None = None,
+    span_exporter: SpanExporter | None = None,
+    store_transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+) -> FastAPI:
+    """``store_transports`` lets a test reach in-process enrolment, dialogue and
+    analytics apps instead of ports."""
     settings = settings or RightsSettings()
+    transports = store_transports or {}
     wiring = wire(settings, span_exporter)
     store = RightsStore(wiring.db)
-    router = build_router(
-        store,
-        internal_token=settings.internal_token.get_secret_value(),
-        erased_marker_key=settings.erased_marker_key.get_secret_value(),
-        master_key=parse_master_key(settings.data_key_master_key.get_secret_value()),
-    )
-    return service_app(
+    relay = OutboxRelay(wiring.broker, [store.requests], grace_seconds=settings.outbox_sweep_seconds)
+    internal_token = settings.internal_token.get_secret_value()
+    stores = {
+        name: httpx.AsyncClient(base_url=url, transport=transports.get(name), timeout=settings.store_timeout_seconds,
+                                headers={"Authorization": f"Bearer {internal_token}"})
+        for name, url in (("enrolment", settings.enrolment_url), ("dialogue", settings.dialogue_url),
+                          ("analytics", settings.analytics_url))
+    }
+    signing_key: Ed25519PrivateKey = parse_signing_key(settings.receipt_signing_key.get_secret_value())
+    desk = Desk(store, relay, wiring.broker, stores, settings.erased_marker_key.get_secret_value(), signing_key,
+                Timing(settings.retry_base_seconds, settings.retry_cap_seconds), settings.kafka_bootstrap_servers)
+    retention = Retention(desk)
+    register_handlers(wiring.broker, desk)
+    loops: list[asyncio.Task] = []
+
+    async def start() -> None:
+        await store.ensure_indexes()
+        loops.append(asyncio.create_task(every(settings.retry_check_seconds, desk.retry_due, "retry")))
+        loops.append(asyncio.create_task(every(settings.retention_check_seconds, retention.run_once, "retention")))
+
+    async def stop() -> None:
+        for loop in loops:
+            loop.cancel()
+        for loop in loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+        for client in stores.values():
+            await client.aclose()
+
+    public_key = base64.b64encode(signing_key.public_key().public_bytes_raw()).decode()
+    app = service_app(
         wiring,
         title="Tessera rights",
-        description="Per-participant data keys that erasure destroys; rights requests and audit trail to come.",
-        routers=[router],
+        description="Rights requests (access, export, rectification, erasure, objection), erasure fan-out to "
+                    "every store, signed receipts, the hash-chained audit trail, and participants' data keys.",
+        routers=[
+            build_requests_router(desk, settings.gateway_public_key, public_key),
+            build_data_key_router(
+                store,
+                internal_token=internal_token,
+                erased_marker_key=settings.erased_marker_key.get_secret_value(),
+                master_key=parse_master_key(settings.data_key_master_key.get_secret_value()),
+            ),
+        ],
+        on_start=start,
+        on_stop=stop,
+        relay=relay,
     )
+    app.state.desk = desk
+    app.state.retention = retention
+    return app
+
+
+async def every(seconds: float, job, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Run ``job`` every ``seconds`` until cancelled; a failure (store or broker down)
+    is logged and tried again next round."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("loop_failed", loop=name, error=type(exc).__name__)
 
 
 def main() -> None:

@@ -1,0 +1,468 @@
+"""The rights desk: what happens to a rights request, shared by the routes, the event
+handlers and the background loops (retries, retention). The service layer between
+the thin entry points and :mod:`.domain` (rules) and :mod:`.store` (persistence).
+
+An erasure, in order (DESIGN.md §1, §4.3–§4.6):
+
+1. The participant's data key is destroyed (an erased marker first), so every copy of
+   their free text in Kafka is unreadable at once.
+2. The request is written with its per-store progress and, in the same write, the
+   ``erasure-requested`` event and the tenant's erasure notice (in-document outbox).
+3. Every store in the data map deletes and confirms with ``store-erasure-completed``;
+   each confirmation is recorded, in the request and in the audit trail.
+4. A store that has not confirmed is asked again with capped exponential back-off, for
+   as long as it takes; the request stays ``in_progress`` and visible as such.
+5. Only when every store confirmed is the request ``completed``: the raw participant ID
+   is removed from it, and a receipt listing the stores is signed (Ed25519).
+
+The audit trail gets an entry for each step, with the keyed marker in place of the
+participant ID and nothing of the erased data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from faststream.kafka import KafkaBroker
+
+from tessera_common.broker import ensure_topics
+from tessera_common.datamap import erasure_stores, objection_stores
+from tessera_common.events import (
+    ErasureRequested,
+    ErasureRequestedData,
+    EventEnvelope,
+    ObjectionRecorded,
+    ObjectionRecordedData,
+    ParticipantErasureNotice,
+    ParticipantErasureNoticeData,
+    Topics,
+    partition_key,
+)
+from tessera_common.logs import get_logger
+from tessera_common.mongo import document_lock, now_ms
+from tessera_common.outbox import OutboxRelay, outbox_fields, outbox_update
+from tessera_common.secrets import erased_marker, new_id, new_split_secret, secret_hash
+from tessera_rights import domain
+from tessera_rights.store import RightsStore
+
+log = get_logger(__name__)
+SOURCE = "tessera/rights"
+STATUS_SECRET_PREFIX = "rss"
+#: This service's own store in the data map: it erases the data key itself, first.
+OWN_STORE = "rights.data_keys"
+#: The stores that hold a participant's data and give it for access and export, by
+#: the service that answers for them.
+ACCESS_STORES = {"enrolment": "enrolment.devices", "dialogue": "dialogue.answers",
+                 "analytics": "analytics.contributions"}
+
+
+class RequestRefused(Exception):
+    """The request cannot be taken: ``status`` and ``code`` for the 4xx that says why."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class StoreUnavailable(Exception):
+    """A store behind the request did not answer; the caller may retry."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    retry_base_seconds: float = 30.0
+    retry_cap_seconds: float = 900.0
+
+
+@dataclass
+class Received:
+    request: dict[str, Any]
+    created: bool
+    #: Shown once, to the requester of an erasure: status and receipt after the device
+    #: token stopped working.
+    status_secret: str | None = None
+
+
+class Desk:
+    def __init__(
+        self,
+        store: RightsStore,
+        relay: OutboxRelay,
+        broker: KafkaBroker,
+        stores: dict[str, httpx.AsyncClient],
+        marker_key: str,
+        signing_key: Ed25519PrivateKey,
+        timing: Timing,
+        bootstrap_servers: str,
+    ) -> None:
+        self.store = store
+        self.relay = relay
+        self.broker = broker
+        self.stores = stores
+        self.marker_key = marker_key
+        self.signing_key = signing_key
+        self.timing = timing
+        self.bootstrap_servers = bootstrap_servers
+        self._tenant_topics: set[str] = set()
+
+    def marker(self, participant_id: str) -> str:
+        return erased_marker(self.marker_key, participant_id)
+
+    # --- receiving -------------------------------------------------------
+
+    async def participant_of_tenant(self, tenant_id: str, participant_id: str) -> None:
+        """For a tenant's request: the participant must be the tenant's (enrolment
+        knows), else 404, as for an ID that never existed; 409 once erased."""
+        if await self.store.is_erased(self.marker(participant_id)):
+            raise RequestRefused(409, "participant_erased", "this participant was erased")
+        try:
+            response = await self.stores["enrolment"].get(
+                f"/internal/v1/tenants/{tenant_id}/participants/{participant_id}")
+        except httpx.HTTPError:
+            raise StoreUnavailable("enrolment") from None
+        if response.status_code == 404:
+            raise RequestRefused(404, "participant_not_found", "this tenant has no such participant")
+        if response.status_code != 200:
+            raise StoreUnavailable("enrolment")
+
+    def _serialised(self, key: str):
+        """Within this process, one request (or one subject's new requests) at a time:
+        read, audit and write then follow each other without interleaving."""
+        return document_lock(self.store.requests, f"desk:{key}")
+
+    async def receive(self, actor: domain.Actor, tenant_id: str, participant_id: str, kind: str,
+                      *, answer_id: str | None = None, value: Any = None, scope: str | None = None) -> Received:
+        subject = self.marker(participant_id)
+        async with self._serialised(subject):
+            if kind in ("erasure", "objection"):
+                existing = await self.store.open_request(tenant_id, kind, subject, scope)
+                if existing is not None:
+                    return Received(existing, created=False)
+            return await self._receive(actor, tenant_id, participant_id, subject, kind, answer_id, value, scope)
+
+    async def _receive(self, actor: domain.Actor, tenant_id: str, participant_id: str, subject: str, kind: str,
+                       answer_id: str | None, value: Any, scope: str | None) -> Received:
+        if kind != "erasure" and await self.store.is_erased(subject):
+            raise RequestRefused(410, "participant_erased", "this participant was erased")
+        now = now_ms()
+        request_id = new_id("rr")
+        request: dict[str, Any] = {
+            "_id": request_id,
+            "tenant_id": tenant_id,
+            "participant_id": participant_id,
+            "subject": subject,
+            "kind": kind,
+            "actor": actor,
+            "reason": actor if kind == "erasure" else None,
+            "scope": scope,
+            "status": "in_progress",
+            "open_rank": 0,
+            "received_at": now,
+            "deadline": domain.statutory_deadline(now),
+            "completed_at": None,
+            "attempts": 0,
+            "next_retry_at": None,
+            "version": 1,
+            "progress": [],
+        }
+        await self.audit(request, "request_received")
+        if kind == "erasure":
+            return await self._erase(request)
+        if kind == "objection":
+            return await self._object(request)
+        if kind == "rectification":
+            return await self._rectify(request, answer_id, value)
+        return await self._gather(request)
+
+    async def _erase(self, request: dict[str, Any]) -> Received:
+        participant_id, now = request["participant_id"], request["received_at"]
+        status_secret = new_split_secret(STATUS_SECRET_PREFIX, request["_id"])
+        request["status_secret_sha256"] = secret_hash(status_secret)
+        stores = erasure_stores() - {OWN_STORE}
+        if request["scope"] is None:
+            destroyed = await self.store.destroy_data_key(request["subject"], participant_id, now)
+            await self.audit(request, "data_key_destroyed", store=OWN_STORE)
+            request["progress"] = [_confirmed(OWN_STORE, now, destroyed)]
+        request["progress"] += [_pending(name) for name in sorted(stores)]
+        request["next_retry_at"] = now + retry_delay(0, self.timing)
+        erasure = self._erasure_event(request)
+        notice = ParticipantErasureNotice(
+            source=SOURCE, subject=request["_id"], tenant_id=request["tenant_id"],
+            data=ParticipantErasureNoticeData(**erasure.data.model_dump()),
+        )
+        key = partition_key(participant_id)
+        request.update(outbox_fields(erasure, Topics.ERASURE_REQUESTED, key))
+        request["outbox"].update(outbox_fields(notice, await self._tenant_topic(request["tenant_id"]), key)["outbox"])
+        await self.store.add_request(request)
+        self.relay.publish_soon(self.store.requests, request)
+        await self.audit(request, "erasure_requested", stores=sorted(stores))
+        log.info("erasure_requested", actor=request["actor"], scoped=request["scope"] is not None)
+        return Received(_public(request), created=True, status_secret=status_secret)
+
+    def _erasure_event(self, request: dict[str, Any]) -> ErasureRequested:
+        return ErasureRequested(
+            source=SOURCE, subject=request["_id"], tenant_id=request["tenant_id"],
+            data=ErasureRequestedData(request_id=request["_id"], participant_id=request["participant_id"],
+                                      reason=request["reason"], requested_at=request["received_at"],
+                                      dialogue_id=request["scope"]),
+        )
+
+    async def _object(self, request: dict[str, Any]) -> Received:
+        request["progress"] = [_pending(name) for name in sorted(objection_stores())]
+        request["next_retry_at"] = request["received_at"] + retry_delay(0, self.timing)
+        request.update(outbox_fields(self._objection_event(request), Topics.OBJECTION_RECORDED,
+                                     partition_key(request["participant_id"])))
+        await self.store.add_request(request)
+        self.relay.publish_soon(self.store.requests, request)
+        return Received(_public(request), created=True)
+
+    def _objection_event(self, request: dict[str, Any]) -> ObjectionRecorded:
+        return ObjectionRecorded(
+            source=SOURCE, subject=request["_id"], tenant_id=request["tenant_id"],
+            data=ObjectionRecordedData(request_id=request["_id"], participant_id=request["participant_id"],
+                                       recorded_at=request["received_at"]),
+        )
+
+    async def _rectify(self, request: dict[str, Any], answer_id: str | None, value: Any) -> Received:
+        """Synchronous: dialogue applies the change (a closed dialogue's answer too) or
+        says why not; a refusal is passed on and leaves no request behind."""
+        path = (f"/internal/v1/tenants/{request['tenant_id']}/participants/{request['participant_id']}"
+                f"/answers/{answer_id}")
+        try:
+            response = await self.stores["dialogue"].put(path, json={"value": value})
+        except httpx.HTTPError:
+            raise StoreUnavailable("dialogue") from None
+        if 400 <= response.status_code < 500:
+            detail = _detail(response)
+            await self.audit(request, "request_refused", store="dialogue.answers", outcome=detail[0])
+            raise RequestRefused(response.status_code, *detail)
+        if response.status_code != 200:
+            raise StoreUnavailable("dialogue")
+        now = now_ms()
+        request["progress"] = [_confirmed("dialogue.answers", now, 1)]
+        request.update(status="completed", open_rank=1, completed_at=now)
+        await self.store.add_request(request)
+        await self.audit(request, "request_completed", store="dialogue.answers")
+        return Received(_public(request), created=True)
+
+    async def _gather(self, request: dict[str, Any]) -> Received:
+        """Access and export: ask each store for its part once now, so the request says
+        which stores answered; the data itself is gathered again when it is fetched
+        and never kept here (this service would otherwise hold a copy of everything)."""
+        request["progress"] = [_pending(name) for name in sorted(ACCESS_STORES.values())]
+        request["next_retry_at"] = request["received_at"] + retry_delay(0, self.timing)
+        await self.store.add_request(request)
+        await self.check_access(request)
+        return Received(_public(await self.store.request(request["_id"]) or request), created=True)
+
+    async def check_access(self, request: dict[str, Any]) -> None:
+        parts = await self._collect(request["tenant_id"], request["participant_id"], tolerate_missing=True)
+        now = now_ms()
+        progress = [_confirmed(name, now, len(parts[name]["records"])) if name in parts else _pending(name)
+                    for name in sorted(ACCESS_STORES.values())]
+        await self._advance(request, progress)
+
+    async def _collect(self, tenant_id: str, participant_id: str, *, tolerate_missing: bool,
+                       ) -> dict[str, dict[str, Any]]:
+        parts: dict[str, dict[str, Any]] = {}
+
+        async def ask(service: str, name: str) -> None:
+            try:
+                response = await self.stores[service].get(
+                    f"/internal/v1/tenants/{tenant_id}/participants/{participant_id}/data")
+                response.raise_for_status()
+                parts[name] = response.json()
+            except (httpx.HTTPError, ValueError):
+                if not tolerate_missing:
+                    raise StoreUnavailable(name) from None
+                log.warning("store_did_not_answer", store=name)
+
+        await asyncio.gather(*(ask(service, name) for service, name in ACCESS_STORES.items()))
+        return parts
+
+    async def participant_data(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Everything every store holds about the request's participant, now."""
+        if request.get("participant_id") is None:
+            raise RequestRefused(410, "participant_erased", "this participant's data no longer exists")
+        parts = await self._collect(request["tenant_id"], request["participant_id"], tolerate_missing=False)
+        key = await self.store.data_key(request["participant_id"])
+        own = await self.store.requests_of(request["tenant_id"], request["subject"])
+        return {
+            "participant_id": request["participant_id"],
+            "tenant_id": request["tenant_id"],
+            "generated_at": datetime.now(UTC),
+            "format": "tessera.participant-data.v1",
+            "stores": [parts[name] for name in sorted(parts)] + [
+                {"store": OWN_STORE, "categories": ["data_keys"],
+                 "records": [{"key_id": key.key_id, "created_at": key.created_at}] if key else []},
+                {"store": "rights.requests", "categories": ["rights_requests"],
+                 "records": [{"request_id": r["_id"], "kind": r["kind"], "status": r["status"],
+                              "received_at": r["received_at"]} for r in own]},
+            ],
+        }
+
+    # --- progress --------------------------------------------------------
+
+    async def confirm(self, event: EventEnvelope, store: str, documents_deleted: int, kind: str) -> None:
+        """A store's confirmation (erasure or objection). Idempotent: a second
+        confirmation of the same store changes nothing and is not audited again."""
+        request_id = event.data.request_id  # type: ignore[attr-defined]
+        async with self._serialised(request_id):
+            request = await self.store.request(request_id)
+            if request is None or request["tenant_id"] != event.tenant_id or request["kind"] != kind:
+                log.warning("confirmation_for_unknown_request", kind=kind, store=store)
+                return
+            entry = next((p for p in request["progress"] if p["store"] == store), None)
+            if entry is None:
+                log.warning("confirmation_from_undeclared_store", store=store)
+                return
+            if entry["status"] == "confirmed":
+                return
+            await self.audit(request, "store_confirmed", store=store, documents_deleted=documents_deleted)
+            await self._advance(request, [_confirmed(store, now_ms(), documents_deleted) if p["store"] == store
+                                          else p for p in request["progress"]])
+
+    async def _advance(self, request: dict[str, Any], progress: list[dict[str, Any]]) -> None:
+        """Write new progress; when nothing is pending any more, complete the request in
+        the same write: audited and, for an erasure, signed, with the raw participant ID
+        removed from it and from every other request of the participant.
+        Callers hold the request's :meth:`_serialised` lock."""
+        update: dict[str, Any] = {"$set": {"progress": progress}, "$inc": {"version": 1}}
+        erased = False
+        if not domain.pending_stores({p["store"]: p for p in progress}):
+            now = now_ms()
+            update["$set"].update(status="completed", open_rank=1, completed_at=now, next_retry_at=None)
+            update["$unset"] = {"outbox": "", "outbox_since": ""}
+            completed = {**request, **update["$set"]}
+            entry = await self.audit(completed, "request_completed")
+            if request["kind"] == "erasure":
+                update["$set"]["receipt"] = domain.sign_receipt(self.signing_key, _receipt(completed, entry))
+                erased = request.get("scope") is None  # a whole participant, not one dialogue's answers
+                if erased:
+                    update["$unset"]["participant_id"] = ""
+            log.info("rights_request_completed", kind=request["kind"])
+        if not await self.store.update_request(request["_id"], {"version": request["version"]}, update):
+            # Only another process can have changed it (this one holds the lock): the
+            # store redelivers, or the retry loop asks again, and it is applied then.
+            raise RuntimeError("the request changed under its update")
+        if erased:
+            await self.store.forget_participant(request["tenant_id"], request["subject"])
+
+    async def retry_due(self) -> int:
+        """Ask every store that has not confirmed again, with back-off; a new event ID
+        each time, the same request ID (stores treat a repeat as a no-op + confirm)."""
+        retried = 0
+        for due in await self.store.due_retries(now_ms()):
+            async with self._serialised(due["_id"]):
+                request = await self.store.request(due["_id"])
+                if request is None or request["status"] != "in_progress":
+                    continue
+                if request["kind"] in ("access", "export"):
+                    await self.check_access(request)
+                    request = await self.store.request(due["_id"])
+                    if request is None or request["status"] != "in_progress":
+                        continue
+                pending = domain.pending_stores({p["store"]: p for p in request["progress"]})
+                await self._schedule_retry(request, pending, self._event_to_repeat(request))
+                retried += 1
+        return retried
+
+    def _event_to_repeat(self, request: dict[str, Any]) -> tuple[EventEnvelope, str] | None:
+        if request["kind"] == "erasure":
+            return self._erasure_event(request), Topics.ERASURE_REQUESTED
+        if request["kind"] == "objection":
+            return self._objection_event(request), Topics.OBJECTION_RECORDED
+        return None
+
+    async def _schedule_retry(self, request: dict[str, Any], pending: list[str],
+                              event: tuple[EventEnvelope, str] | None) -> None:
+        attempts = request["attempts"] + 1
+        next_at = now_ms() + retry_delay(attempts, self.timing)
+        fields: dict[str, Any] = {"attempts": attempts, "next_retry_at": next_at}
+        relay_view = None
+        if event is not None and request.get("participant_id"):
+            outbox_set, relay_view = outbox_update(request["_id"], event[0], event[1],
+                                                   partition_key(request["participant_id"]))
+            fields.update(outbox_set)
+        if await self.store.update_request(request["_id"], {"version": request["version"], "status": "in_progress"},
+                                           {"$set": fields, "$inc": {"version": 1}}):
+            await self.audit(request, "retry", stores=pending, attempt=attempts)
+            if relay_view is not None:
+                self.relay.publish_soon(self.store.requests, relay_view)
+
+    # --- the audit trail -------------------------------------------------
+
+    async def audit(self, request: dict[str, Any], action: str, **details: Any) -> dict[str, Any]:
+        """One entry: who asked (actor), what happened, for which request and which
+        subject (the keyed marker, never the participant ID), and nothing erased."""
+        record = {
+            "at": now_ms().isoformat(),
+            "action": action,
+            "request_id": request["_id"],
+            "kind": request["kind"],
+            "actor": request["actor"],
+            "reason": request.get("reason"),
+            "subject": request["subject"],
+            "scope": request.get("scope"),
+            **details,
+        }
+        return await self.store.append_audit(request["tenant_id"], record)
+
+    async def _tenant_topic(self, tenant_id: str) -> str:
+        topic = Topics.for_tenant(tenant_id)
+        if topic not in self._tenant_topics:
+            await ensure_topics(self.bootstrap_servers, [topic])
+            self._tenant_topics.add(topic)
+        return topic
+
+
+def _pending(store: str) -> dict[str, Any]:
+    return {"store": store, "status": "pending", "confirmed_at": None, "documents_deleted": None}
+
+
+def _confirmed(store: str, at: datetime, documents: int) -> dict[str, Any]:
+    return {"store": store, "status": "confirmed", "confirmed_at": at, "documents_deleted": documents}
+
+
+def _public(request: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in request.items() if k not in ("outbox", "outbox_since", "status_secret_sha256")}
+
+
+def _detail(response: httpx.Response) -> tuple[str, str]:
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = None
+    if isinstance(detail, dict):
+        return str(detail.get("code", "refused")), str(detail.get("message", "refused by the store"))
+    if isinstance(detail, list):  # FastAPI's validation errors
+        return "invalid_value", "; ".join(str(e.get("msg")) for e in detail[:3] if isinstance(e, dict))
+    return "refused", "refused by the store"
+
+
+def _receipt(request: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """What the receipt proves: this request, for this (keyed) subject, was confirmed by
+    these stores at these times, at this position of the tenant's audit chain."""
+    return {
+        "type": "tessera.erasure-receipt.v1",
+        "request_id": request["_id"],
+        "tenant_id": request["tenant_id"],
+        "subject": request["subject"],
+        "actor": request["actor"],
+        "reason": request["reason"],
+        "scope": request.get("scope"),
+        "received_at": request["received_at"].isoformat(),
+        "completed_at": request["completed_at"].isoformat(),
+        "stores": [{"store": p["store"], "confirmed_at": p["confirmed_at"].isoformat(),
+                    "documents_deleted": p["documents_deleted"]} for p in request["progress"]],
+        "audit": {"seq": entry["seq"], "hash": entry["hash"]},
+    }
+
+
+def retry_delay(attempts: int, timing: Timing) -> timedelta:
+    return domain.next_retry_delay(attempts, timing.retry_base_seconds, timing.retry_cap_seconds)

@@ -1,0 +1,514 @@
+"""Rights requests end to end on the real stack: erasure fanned out to every store in
+the data map, completed only when each confirmed, retried while a store is down,
+receipted and audited; access, export, rectification and objection; bad input."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from support.apps import (
+    INTERNAL_TOKEN,
+    MARKER_KEY,
+    Platform,
+    bearer,
+    create_tenant,
+    enrol_devices,
+    running_platform,
+    tenant_known_to_dialogue,
+    tenant_known_to_rights,
+)
+from support.kafka import eventually, produce, read_to_end, read_topic
+from tessera_common.datamap import erasure_stores, objection_stores
+from tessera_common.events import Topics
+from tessera_common.secrets import erased_marker
+from tessera_rights.domain import statutory_deadline, verify_receipt
+
+pytestmark = pytest.mark.connected
+
+SECRET_TEXT = "Mijn buurvrouw Trijntje Oosterhuis-Vermeulen wil een bankje bij de vijver"
+
+
+@pytest.fixture(scope="module")
+async def platform(stack) -> AsyncIterator[Platform]:
+    async with running_platform(stack) as running:
+        yield running
+
+
+@pytest.fixture
+async def mongo(stack) -> AsyncIterator[AsyncMongoClient]:
+    client = AsyncMongoClient(stack.mongo_url, tz_aware=True)
+    yield client
+    await client.close()
+
+
+async def tenant_with_dialogue(platform: Platform) -> tuple[dict, dict]:
+    tenant = await create_tenant(platform.gateway)
+    await tenant_known_to_dialogue(platform, tenant)
+    await tenant_known_to_rights(platform, tenant)
+    auth = bearer(tenant["api_key"])
+    base = f"/v1/tenants/{tenant['tenant_id']}/dialogues"
+    created = await platform.dialogue.post(base, headers=auth, json={"title": "Park", "questions": [
+        {"kind": "open_text", "prompt": "What would you change?"},
+        {"kind": "single_choice", "prompt": "Which park?",
+         "choices": [{"key": "north", "label": "North"}, {"key": "south", "label": "South"}]},
+    ]})
+    assert created.status_code == 201, created.text
+    dialogue = created.json()
+    assert (await platform.dialogue.post(f"{base}/{dialogue['dialogue_id']}/publish", headers=auth)).status_code == 200
+    return tenant, dialogue
+
+
+async def answer_both(platform: Platform, device: dict, dialogue: dict, text: str = SECRET_TEXT) -> list[dict]:
+    answers = []
+    for question, value in zip(dialogue["questions"], (text, "north"), strict=True):
+        response = await platform.gateway.put(
+            f"/v1/me/dialogues/{dialogue['dialogue_id']}/questions/{question['question_id']}/answer",
+            json={"value": value}, headers=bearer(device["device_token"]))
+        assert response.status_code == 201, response.text
+        answers.append(response.json())
+    return answers
+
+
+async def request_status(platform: Platform, request_id: str, secret: str) -> dict:
+    response = await platform.rights.get(f"/v1/rights-requests/{request_id}", headers=bearer(secret))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def completed(platform: Platform, request_id: str, secret: str, timeout: float = 60) -> dict:
+    async def done():
+        status = await request_status(platform, request_id, secret)
+        return status if status["status"] == "completed" else None
+
+    return await eventually(done, timeout=timeout)
+
+
+async def contributions_of(mongo: AsyncMongoClient, platform: Platform, participant_id: str):
+    return await mongo[platform.db_name("analytics")]["device_contributions"].find_one({"_id": participant_id})
+
+
+async def databases_mentioning(mongo: AsyncMongoClient, platform: Platform, *needles: str) -> list[str]:
+    """Every collection of every service's database whose documents contain a needle."""
+    found = []
+    for service in ("enrolment", "dialogue", "rights", "analytics"):
+        database = mongo[platform.db_name(service)]
+        for name in await database.list_collection_names():
+            async for document in database[name].find({}):
+                dumped = json.dumps(document, default=str)
+                found += [f"{service}.{name}" for needle in needles if needle in dumped]
+    return found
+
+
+async def test_erasure_through_the_gateway_reaches_every_store_and_leaves_a_signed_receipt(platform, mongo, stack):
+    tenant, dialogue = await tenant_with_dialogue(platform)
+    device, other = await enrol_devices(platform, tenant, 2)
+    pid = device["participant_id"]
+    await answer_both(platform, device, dialogue)
+    await answer_both(platform, other, dialogue, text="Meer bomen graag")
+    assert await eventually(lambda: contributions_of(mongo, platform, pid))
+
+    # An earlier access request keeps the participant ID until the erasure completes.
+    access = await platform.gateway.post("/v1/me/rights-requests", json={"kind": "access"},
+                                         headers=bearer(device["device_token"]))
+    assert access.status_code == 202 and access.json()["participant_id"] == pid
+
+    asked = await platform.gateway.post("/v1/me/rights-requests", json={"kind": "erasure"},
+                                        headers=bearer(device["device_token"]))
+    assert asked.status_code == 202, asked.text
+    request = asked.json()
+    secret = request["status_secret"]
+    assert request["kind"] == "erasure" and request["actor"] == "participant" and request["status"] == "in_progress"
+    received = datetime.fromisoformat(request["received_at"])
+    assert datetime.fromisoformat(request["deadline"]) == statutory_deadline(received)
+    # The data key is destroyed before anything else: its store is confirmed at once.
+    first = {p["store"]: p["status"] for p in request["progress"]}
+    assert first["rights.data_keys"] == "confirmed" and set(first) == set(erasure_stores())
+    key = await platform.rights.get(f"/internal/v1/data-keys/{pid}", headers=bearer(INTERNAL_TOKEN))
+    assert key.status_code == 410
+
+    done = await completed(platform, request["request_id"], secret)
+    assert {p["store"] for p in done["progress"] if p["status"] == "confirmed"} == set(erasure_stores())
+    assert done["participant_id"] is None and done["completed_at"] is not None
+
+    # The device token no longer opens anything; the status secret still does.
+    assert (await platform.gateway.get("/v1/me", headers=bearer(device["device_token"]))).status_code == 401
+    again = await platform.gateway.post("/v1/me/rights-requests", json={"kind": "erasure"},
+                                        headers=bearer(device["device_token"]))
+    assert again.status_code == 401
+
+    # The receipt verifies with the published key, names every store, and breaks if changed.
+    receipt = (await platform.rights.get(f"/v1/rights-requests/{request['request_id']}/receipt",
+                                         headers=bearer(secret))).json()
+    public = (await platform.rights.get("/v1/rights/receipt-key")).json()
+    assert public["algorithm"] == "Ed25519" and receipt["key_id"] == public["key_id"]
+    assert verify_receipt(public["public_key"], receipt)
+    assert {s["store"] for s in receipt["receipt"]["stores"]} == set(erasure_stores())
+    assert receipt["receipt"]["subject"] == erased_marker(MARKER_KEY, pid)
+    forged = json.loads(json.dumps(receipt))
+    forged["receipt"]["stores"] = forged["receipt"]["stores"][1:]
+    assert not verify_receipt(public["public_key"], forged)
+
+    # The tenant's own topic carries the erasure notice for downstream copies.
+    notices = await read_topic(stack.kafka_bootstrap, Topics.for_tenant(tenant["tenant_id"]), until=lambda rs: any(
+        r["value"]["data"]["request_id"] == request["request_id"] for r in rs))
+    notice = next(r["value"] for r in notices if r["value"]["data"]["request_id"] == request["request_id"])
+    assert notice["type"] == "io.tessera.tenant.participant-erasure.v1"
+    assert notice["data"]["participant_id"] == pid and notice["data"]["reason"] == "participant"
+
+    # The audit trail: every step, valid, and never the raw participant ID.
+    auth = bearer(tenant["api_key"])
+    trail = (await platform.rights.get(f"/v1/tenants/{tenant['tenant_id']}/audit", headers=auth)).json()["entries"]
+    actions = [e["record"]["action"] for e in trail if e["record"]["request_id"] == request["request_id"]]
+    assert actions[:3] == ["request_received", "data_key_destroyed", "erasure_requested"]
+    assert actions.count("store_confirmed") == len(erasure_stores()) - 1 and actions[-1] == "request_completed"
+    assert pid not in json.dumps(trail)
+    verification = (await platform.rights.get(f"/v1/tenants/{tenant['tenant_id']}/audit/verification",
+                                              headers=auth)).json()
+    assert verification["valid"] is True and verification["entries"] == len(trail)
+    assert verify_receipt(public["public_key"], verification["signed"])
+
+    # Nothing about the participant is left in any database: no ID, no answer text.
+    assert await databases_mentioning(mongo, platform, pid, SECRET_TEXT) == []
+    assert await contributions_of(mongo, platform, pid) is None
+    # Kafka: the answer text was never there in plaintext, nor the device token.
+    for topic in Topics.all() + [Topics.for_tenant(tenant["tenant_id"])]:
+        for record in await read_to_end(stack.kafka_bootstrap, topic):
+            assert SECRET_TEXT.encode() not in record["raw"], topic
+            assert device["device_token"].encode() not in record["raw"], topic
+    # The other participant is untouched.
+    assert (await platform.gateway.get("/v1/me/answers", headers=bearer(other["device_token"]))).json()["answers"]
+
+
+async def test_erasure_waits_for_a_stopped_store_retries_and_completes_when_it_returns(platform, mongo):
+    tenant, dialogue = await tenant_with_dialogue(platform)
+    (device,) = await enrol_devices(platform, tenant, 1)
+    await answer_both(platform, device, dialogue)
+    assert await eventually(lambda: contributions_of(mongo, platform, device["participant_id"]))
+
+    await platform.stop("analytics")
+    try:
+        asked = await platform.rights.post(f"/v1/tenants/{tenant['tenant_id']}/rights-requests",
+                                           json={"kind": "erasure", "participant_id": device["participant_id"]},
+                                           headers=bearer(tenant["api_key"]))
+        assert asked.status_code == 202, asked.text
+        request = asked.json()
+        assert request["actor"] == "tenant" and request["reason"] == "tenant"
+
+        async def retried():
+            status = await request_status(platform, request["request_id"], request["status_secret"])
+            return status if status["attempts"] >= 2 else None
+
+        waiting = await eventually(retried, timeout=60)
+        pending = [p["store"] for p in waiting["progress"] if p["status"] == "pending"]
+        assert waiting["status"] == "in_progress" and pending == ["analytics.contributions"]
+        listed = (await platform.rights.get(f"/v1/tenants/{tenant['tenant_id']}/rights-requests",
+                                            params={"status": "in_progress"},
+                                            headers=bearer(tenant["api_key"]))).json()["requests"]
+        assert request["request_id"] in [r["request_id"] for r in listed]
+    finally:
+        await platform.start("analytics")
+
+    done = await completed(platform, request["request_id"], request["status_secret"], timeout=90)
+    assert all(p["status"] == "confirmed" for p in done["progress"])
+    assert await contributions_of(mongo, platform, device["participant_id"]) is None
+    trail = (await platform.rights.get(f"/v1/tenants/{tenant['tenant_id']}/audit",
+                                       headers=bearer(tenant["api_key"]))).json()["entries"]
+    retries = [e["record"] for e in trail if e["record"]["action"] == "retry"]
+    assert retries and all(r["stores"] == ["analytics.contributions"] for r in retries)
+
+
+async def test_a_redelivered_answer_event_after_erasure_brings_nothing_back(platform, mongo, stack):
+    tenant, dialogue = await tenant_with_dialogue(platform)
+    device, other = await enrol_devices(platform, tenant, 2)
+    pid = device["participant_id"]
+    await answer_both(platform, device, dialogue)
+    answers = mongo[platform.db_name("analytics")]["answer_contributions"]
+    assert await eventually(lambda: answers.find_one({"participant_id": pid}))
+    submitted = await read_topic(stack.kafka_bootstrap, Topics.ANSWER_SUBMITTED, until=lambda rs: any(
+        r["value"]["data"]["participant_id"] == pid for r in rs))
+    originals = [r for r in submitted if r["value"]["data"]["participant_id"] == pid]
+
+    asked = await platform.gateway.post("/v1/me/rights-requests", json={"kind": "erasure"},
+                                        headers=bearer(device["device_token"]))
+    await completed(platform, asked.json()["request_id"], asked.json()["status_secret"])
+
+    for record in originals:  # redelivered, byte for byte, as after a consumer crash
+        await produce(stack.kafka_bootstrap, Topics.ANSWER_SUBMITTED, json.dumps(record["value"]).encode(),
+                      key=pid.encode())
+    # Barrier: the other participant's answer, sent after the replays on the same key,
+    # is counted only once the replays before it were handled.
+    barrier = json.loads(json.dumps(originals[0]["value"]))
+    barrier["id"] = "barrier-" + barrier["id"][:20]
+    barrier["data"]["participant_id"] = other["participant_id"]
+    barrier["data"]["answer_id"] = "a_barrier_" + other["participant_id"][-8:]
+    await produce(stack.kafka_bootstrap, Topics.ANSWER_SUBMITTED, json.dumps(barrier).encode(), key=pid.encode())
+    assert await eventually(lambda: answers.find_one({"_id": barrier["data"]["answer_id"]}))
+    assert await answers.find_one({"participant_id": pid}) is None
+    assert await databases_mentioning(mongo, platform, pid) == []
+
+
+async def test_changing_removing_or_reordering_an_audit_entry_is_detected(platform, mongo):
+    tenant, _ = await tenant_with_dialogue(platform)
+    devices = await enrol_devices(platform, tenant, 2)
+    for device in devices:
+        asked = await platform.gateway.post("/v1/me/rights-requests", json={"kind": "erasure"},
+                                            headers=bearer(device["device_token"]))
+        await completed(platform, asked.json()["request_id"], asked.json()["status_secret"])
+    audit = mongo[platform.db_name("rights")]["audit"]
+    url = f"/v1/tenants/{tenant['tenant_id']}/audit/verification"
+    auth = bearer(tenant["api_key"])
+
+    async def verification() -> dict:
+        return (await platform.rights.get(url, headers=auth)).json()
+
+    intact = await verification()
+    assert intact["valid"] and intact["entries"] >= 10
+    target = f"{tenant['tenant_id']}:{4:012d}"
+    original = await audit.find_one({"_id": target})
+
+    await audit.update_one({"_id": target}, {"$set": {"record.actor": "retention"}})
+    changed = await verification()
+    assert changed["valid"] is False and changed["broken_at"] == 4 and "changed" in changed["reason"]
+
+    # Re-hashing the changed entry does not help: the next one no longer follows it.
+    from tessera_rights.domain import audit_hash
+    tampered = await audit.find_one({"_id": target})
+    await audit.update_one({"_id": target}, {"$set": {"hash": audit_hash(tampered["prev_hash"], 4,
+                                                                         tampered["record"])}})
+    assert (await verification())["broken_at"] == 5
+    await audit.replace_one({"_id": target}, original)
+    assert (await verification())["valid"] is True
+
+    await audit.delete_one({"_id": target})
+    removed = await verification()
+    assert removed["valid"] is False and removed["broken_at"] == 4
+    await audit.insert_one(original)
+
+    last = intact["entries"]
+    tail = await audit.find_one({"_id": f"{tenant['tenant_id']}:{last:012d}"})
+    await audit.delete_one({"_id": tail["_id"]})
+    truncated = await verification()
+    assert truncated["valid"] is False and truncated["broken_at"] == last
+    await audit.insert_one(tail)
+
+    five = await audit.find_one({"_id": f"{tenant['tenant_id']}:{5:012d}"})
+    await audit.update_one({"_id": target}, {"$set": {"seq": 5}})
+    await audit.update_one({"_id": five["_id"]}, {"$set": {"seq": 4}})
+    assert (await verification())["valid"] is False
+    await audit.update_one({"_id": target}, {"$set": {"seq": 4}})
+    await audit.update_one({"_id": five["_id"]}, {"$set": {"seq": 5}})
+    assert (await verification())["valid"] is True
+
+
+async def test_access_and_export_gather_every_store_as_json_and_a_readable_summary(platform):
+    tenant, dialogue = await tenant_with_dialogue(platform)
+    (device,) = await enrol_devices(platform, tenant, 1)
+    await answer_both(platform, device, dialogue)
+
+    asked = await platform.gateway.post("/v1/me/rights-requests", json={"kind": "export"},
+                                        headers=bearer(device["device_token"]))
+    assert asked.status_code == 202, asked.text
+    request = asked.json()
+    assert request["status"] == "completed" and "status_secret" not in request or request["status_secret"] is None
+    path = f"/v1/me/rights-requests/{request['request_id']}/data"
+    data = await platform.gateway.get(path, headers=bearer(device["device_token"]))
+    assert data.status_code == 200 and data.headers["content-type"] == "application/json"
+    document = data.json()
+    parts = {part["store"]: part for part in document["stores"]}
+    assert {"enrolment.devices", "dialogue.answers", "analytics.contributions", "rights.data_keys"} <= set(parts)
+    assert parts["enrolment.devices"]["records"][0]["platform"] == "ios"
+    assert "token_sha256" not in json.dumps(document)
+    assert {a["value"] for a in parts["dialogue.answers"]["records"]} == {SECRET_TEXT, "north"}
+    assert parts["rights.data_keys"]["records"] and "key" not in parts["rights.data_keys"]["records"][0]
+
+    summary = await platform.gateway.get(path, params={"format": "text"}, headers=bearer(device["device_token"]))
+    assert summary.headers["content-type"].startswith("text/plain")
+    assert SECRET_TEXT in summary.text and "Your answers (2)" in summary.text
+
+    # The tenant asks on the participant's behalf and sees the same data.
+    on_behalf = await platform.rights.post(f"/v1/tenants/{tenant['tenant_id']}/rights-requests",
+                                           json={"kind": "access", "participant_id": device["participant_id"]},
+                                           headers=bearer(tenant["api_key"]))
+    assert on_behalf.status_code == 202, on_behalf.text
+    tenant_data = await platform.rights.get(
+        f"/v1/tenants/{tenant['tenant_id']}/rights-requests/{on_behalf.json()['request_id']}/data",
+        headers=bearer(tenant["api_key"]))
+    assert tenant_data.status_code == 200
+    assert {a["value"] for a in {p["store"]: p for p in tenant_data.json()["stores"]}["dialogue.answers"]["records"]} \
+        == {SECRET_TEXT, "north"}
+
+
+async def test_rectification_changes_a_closed_dialogues_answer_and_objection_reaches_analytics(platform, mongo):
+    tenant, dialogue = await tenant_with_dialogue(platform)
+    (device,) = await enrol_devices(platform, tenant, 1)
+    text_answer, _ = await answer_both(platform, device, dialogue)
+    auth = bearer(tenant["api_key"])
+    closed = await platform.dialogue.post(
+        f"/v1/tenants/{tenant['tenant_id']}/dialogues/{dialogue['dialogue_id']}/close", headers=auth)
+    assert closed.status_code == 200
+
+    refused = await platform.gateway.post("/v1/me/rights-requests", headers=bearer(device["device_token"]), json={
+        "kind": "rectification", "answer_id": text_answer["answer_id"], "value": 42})
+    assert refused.status_code == 422
+    rectified = await platform.gateway.post("/v1/me/rights-requests", headers=bearer(device["device_token"]), json={
+        "kind": "rectification", "answer_id": text_answer["answer_id"], "value": "Een bankje bij de vijver"})
+    assert rectified.status_code == 202, rectified.text
+    assert rectified.json()["status"] == "completed"
+    mine = (await platform.gateway.get("/v1/me/answers", headers=bearer(device["device_token"]))).json()["answers"]
+    assert {a["value"] for a in mine} == {"Een bankje bij de vijver", "north"}
+    foreign = await platform.gateway.post("/v1/me/rights-requests", headers=bearer(device["device_token"]), json={
+        "kind": "rectification", "answer_id": "a_someone_else", "value": "x"})
+    assert foreign.status_code == 404
+
+    assert await eventually(lambda: contributions_of(mongo, platform, device["participant_id"]))
+    objected = await platform.rights.post(f"/v1/tenants/{tenant['tenant_id']}/rights-requests", headers=auth,
+                                          json={"kind": "objection", "participant_id": device["participant_id"]})
+    assert objected.status_code == 202, objected.text
+
+    async def applied():
+        status = await platform.rights.get(
+            f"/v1/tenants/{tenant['tenant_id']}/rights-requests/{objected.json()['request_id']}", headers=auth)
+        return status.json() if status.json()["status"] == "completed" else None
+
+    done = await eventually(applied, timeout=60)
+    assert {p["store"] for p in done["progress"]} == set(objection_stores())
+    assert await contributions_of(mongo, platform, device["participant_id"]) is None
+    # Objecting is not erasing: the answers are still the participant's to see.
+    assert (await platform.gateway.get("/v1/me/answers", headers=bearer(device["device_token"]))).json()["answers"]
+
+
+async def test_tenant_lists_overdue_and_at_risk_requests_first(platform, mongo):
+    tenant, _ = await tenant_with_dialogue(platform)
+    devices = await enrol_devices(platform, tenant, 3)
+    auth = bearer(tenant["api_key"])
+    ids = []
+    for device in devices:
+        response = await platform.rights.post(f"/v1/tenants/{tenant['tenant_id']}/rights-requests", headers=auth,
+                                              json={"kind": "access", "participant_id": device["participant_id"]})
+        assert response.status_code == 202
+        ids.append(response.json()["request_id"])
+    requests = mongo[platform.db_name("rights")]["requests"]
+    now = datetime.now(UTC)
+    # Two are made open again with their deadlines moved, as time passing would.
+    await requests.update_one({"_id": ids[1]}, {"$set": {"status": "in_progress", "open_rank": 0,
+                                                          "deadline": now - timedelta(days=1)}})
+    await requests.update_one({"_id": ids[2]}, {"$set": {"status": "in_progress", "open_rank": 0,
+                                                          "deadline": now + timedelta(days=3)}})
+    listed = (await platform.rights.get(f"/v1/tenants/{tenant['tenant_id']}/rights-requests",
+                                        headers=auth)).json()["requests"]
+    assert [r["request_id"] for r in listed] == [ids[1], ids[2], ids[0]]
+    assert [r["urgency"] for r in listed] == ["overdue", "at_risk", "closed"]
+    overdue = (await platform.rights.get(f"/v1/tenants/{tenant['tenant_id']}/rights-requests",
+                                         params={"urgency": "overdue"}, headers=auth)).json()["requests"]
+    assert [r["request_id"] for r in overdue] == [ids[1]]
+    by_participant = (await platform.rights.get(f"/v1/tenants/{tenant['tenant_id']}/rights-requests",
+                                                params={"participant_id": devices[0]["participant_id"]},
+                                                headers=auth)).json()["requests"]
+    assert [r["request_id"] for r in by_participant] == [ids[0]]
+
+
+async def test_retention_erases_answers_of_a_long_closed_dialogue_through_the_same_pipeline(platform, mongo):
+    tenant, dialogue = await tenant_with_dialogue(platform)
+    devices = await enrol_devices(platform, tenant, 2)
+    for device in devices:
+        await answer_both(platform, device, dialogue)
+    auth = bearer(tenant["api_key"])
+    rules = await platform.rights.put(f"/v1/tenants/{tenant['tenant_id']}/retention", headers=auth,
+                                      json={"answers_days_after_close": 30})
+    assert rules.status_code == 200
+    await platform.dialogue.post(f"/v1/tenants/{tenant['tenant_id']}/dialogues/{dialogue['dialogue_id']}/close",
+                                 headers=auth)
+    retention = platform.rights_app.state.retention
+    assert await retention.run_once() == 0  # closed today: nothing has expired yet
+    assert await retention.run_once(now=datetime.now(UTC) + timedelta(days=31)) == 2
+
+    async def all_done():
+        listed = (await platform.rights.get(f"/v1/tenants/{tenant['tenant_id']}/rights-requests",
+                                            params={"kind": "erasure"}, headers=auth)).json()["requests"]
+        return listed if len(listed) == 2 and all(r["status"] == "completed" for r in listed) else None
+
+    done = await eventually(all_done, timeout=60)
+    assert {r["actor"] for r in done} == {"retention"} and {r["reason"] for r in done} == {"retention"}
+    assert {r["scope"]["dialogue_id"] for r in done} == {dialogue["dialogue_id"]}
+    answers = mongo[platform.db_name("dialogue")]["answers"]
+    assert await answers.count_documents({"dialogue_id": dialogue["dialogue_id"]}) == 0
+    contributions = mongo[platform.db_name("analytics")]["answer_contributions"]
+    assert await contributions.count_documents({"dialogue_id": dialogue["dialogue_id"]}) == 0
+    # Only the answers expired: the devices still work.
+    assert (await platform.gateway.get("/v1/me", headers=bearer(devices[0]["device_token"]))).status_code == 200
+
+    # Idle devices: everything of their participants goes, as if they had asked.
+    await platform.rights.put(f"/v1/tenants/{tenant['tenant_id']}/retention", headers=auth,
+                              json={"answers_days_after_close": 30, "idle_device_days": 60})
+    assert await retention.run_once(now=datetime.now(UTC) + timedelta(days=59)) == 0
+    assert await retention.run_once(now=datetime.now(UTC) + timedelta(days=61)) == 2
+
+    async def devices_gone():
+        statuses = [(await platform.gateway.get("/v1/me", headers=bearer(d["device_token"]))).status_code
+                    for d in devices]
+        return statuses == [401, 401]
+
+    assert await eventually(devices_gone, timeout=60)
+    whole = await eventually(lambda: _completed_erasures(platform, tenant, scope=None, n=2), timeout=60)
+    assert {r["actor"] for r in whole} == {"retention"}
+
+
+async def _completed_erasures(platform: Platform, tenant: dict, scope, n: int):
+    listed = (await platform.rights.get(f"/v1/tenants/{tenant['tenant_id']}/rights-requests",
+                                        params={"kind": "erasure", "status": "completed"},
+                                        headers=bearer(tenant["api_key"]))).json()["requests"]
+    chosen = [r for r in listed if r["scope"] == scope]
+    return chosen if len(chosen) == n else None
+
+
+@pytest.mark.parametrize(("body", "status", "code"), [
+    ({"kind": "forget-me"}, 422, None),
+    ({"kind": "erasure", "answer_id": "a_1"}, 422, "unexpected_field"),
+    ({"kind": "access", "value": "x"}, 422, "unexpected_field"),
+    ({"kind": "rectification", "value": "x"}, 422, "answer_id_required"),
+    ({"kind": "rectification", "answer_id": {"$gt": ""}, "value": "x"}, 422, None),
+    ({"kind": "erasure", "extra": 1}, 422, None),
+    ({"kind": ["erasure"]}, 422, None),
+])
+async def test_bad_participant_requests_are_refused_and_change_nothing(platform, mongo, body, status, code):
+    tenant, _ = await tenant_with_dialogue(platform)
+    (device,) = await enrol_devices(platform, tenant, 1)
+    response = await platform.gateway.post("/v1/me/rights-requests", json=body, headers=bearer(device["device_token"]))
+    assert response.status_code == status, response.text
+    if code:
+        assert response.json()["detail"]["code"] == code
+    assert await mongo[platform.db_name("rights")]["requests"].count_documents({"tenant_id": tenant["tenant_id"]}) == 0
+    assert (await platform.gateway.get("/v1/me", headers=bearer(device["device_token"]))).status_code == 200
+
+
+async def test_tenant_requests_for_unknown_or_foreign_participants_and_bad_credentials(platform, mongo):
+    tenant, _ = await tenant_with_dialogue(platform)
+    other, _ = await tenant_with_dialogue(platform)
+    (foreign,) = await enrol_devices(platform, other, 1)
+    url = f"/v1/tenants/{tenant['tenant_id']}/rights-requests"
+    auth = bearer(tenant["api_key"])
+    for participant_id, expected in ((foreign["participant_id"], 404), ("p_doesnotexist123", 404),
+                                     ({"$gt": ""}, 422), (7, 422)):
+        response = await platform.rights.post(url, headers=auth, json={"kind": "erasure",
+                                                                       "participant_id": participant_id})
+        assert response.status_code == expected, response.text
+    assert (await platform.rights.post(url, headers=bearer(other["api_key"]), json={
+        "kind": "access", "participant_id": foreign["participant_id"]})).status_code == 403
+    assert (await platform.rights.post(url, json={"kind": "access", "participant_id": "p_x"})).status_code == 401
+    huge = {"kind": "rectification", "participant_id": "p_x", "answer_id": "a_x", "value": "x" * 40_000}
+    assert (await platform.rights.post(url, headers=auth, json=huge)).status_code == 413
+    assert await mongo[platform.db_name("rights")]["requests"].count_documents({"tenant_id": tenant["tenant_id"]}) == 0
+    # The foreign participant's device is untouched by the refused erasure.
+    assert (await platform.gateway.get("/v1/me", headers=bearer(foreign["device_token"]))).status_code == 200
+    # Participant routes answer only with the gateway's assertion; status routes only with the secret.
+    assert (await platform.rights.post("/v1/me/rights-requests", json={"kind": "erasure"})).status_code == 401
+    assert (await platform.rights.get("/v1/rights-requests/rr_nothing", headers=bearer("rss_rr_nothing." + "x" * 43)
+                                      )).status_code == 401
+    wrong = base64.b64encode(b"x").decode()
+    assert (await platform.rights.get("/v1/rights-requests/rr_nothing", headers=bearer(wrong))).status_code == 401
