@@ -47,8 +47,9 @@ def platform(stack, tmp_path_factory) -> Iterator[dict[str, str]]:
                 "TESSERA_GATEWAY_PUBLIC_KEY": public,
                 "TESSERA_ENVIRONMENT": "test",
                 "TESSERA_INTERNAL_TOKEN": INTERNAL_TOKEN,
-                "TESSERA_DIALOGUE_URL": f"http://127.0.0.1:{ports['dialogue']}",
-                "TESSERA_RIGHTS_URL": f"http://127.0.0.1:{ports['rights']}",
+                **{f"TESSERA_{name.upper()}_URL": f"http://127.0.0.1:{ports[name]}" for name in SERVICES},
+                "TESSERA_RETRY_BASE_SECONDS": "2",
+                "TESSERA_RETRY_CHECK_SECONDS": "0.5",
             }
             servers.append(spawn(service, [command], logs / f"{service}.log", env=env, port=port))
             urls[service] = f"http://127.0.0.1:{port}"
@@ -164,3 +165,33 @@ def test_phones_answer_through_the_gateway_and_see_the_group_at_k(platform, stac
     records = asyncio.run(read_topic(stack.kafka_bootstrap, Topics.ANSWER_SUBMITTED, until=lambda rs: any(
         r["value"]["data"]["answer_id"] == text.json()["answer_id"] for r in rs)))
     assert not any(secret_text.encode() in r["raw"] for r in records)
+
+
+def test_a_phone_is_erased_across_every_process_and_gets_a_receipt_it_can_verify(platform, stack):
+    from tessera_rights.domain import verify_receipt
+
+    gateway, rights = platform["enrolment"], platform["rights"]
+    tenant = httpx.post(f"{gateway}/v1/tenants", json={"name": "E2E rights", "region": "eu-west"},
+                        headers={"Authorization": f"Bearer {OPERATOR_KEY}"}).json()
+    as_tenant = {"Authorization": f"Bearer {tenant['api_key']}"}
+    _eventually(lambda: httpx.get(f"{rights}/v1/tenants/{tenant['tenant_id']}/retention", headers=as_tenant),
+                lambda r: r.status_code == 200)
+    code = httpx.post(f"{gateway}/v1/tenants/{tenant['tenant_id']}/codes", json={}, headers=as_tenant).json()
+    phone = httpx.post(f"{gateway}/v1/enrolments",
+                       json={"code": code["code"], "platform": "ios", "form_factor": "tablet"}).json()
+    auth = {"Authorization": f"Bearer {phone['device_token']}"}
+
+    asked = httpx.post(f"{gateway}/v1/me/rights-requests", json={"kind": "erasure"}, headers=auth)
+    assert asked.status_code == 202, asked.text
+    request_id, secret = asked.json()["request_id"], asked.json()["status_secret"]
+    with_secret = {"Authorization": f"Bearer {secret}"}
+    done = _eventually(lambda: httpx.get(f"{rights}/v1/rights-requests/{request_id}", headers=with_secret),
+                       lambda r: r.json()["status"] == "completed", timeout=60)
+    assert all(p["status"] == "confirmed" for p in done.json()["progress"])
+    assert httpx.get(f"{gateway}/v1/me", headers=auth).status_code == 401
+    receipt = httpx.get(f"{rights}/v1/rights-requests/{request_id}/receipt", headers=with_secret).json()
+    public_key = httpx.get(f"{rights}/v1/rights/receipt-key").json()["public_key"]
+    assert verify_receipt(public_key, receipt)
+    verification = httpx.get(f"{rights}/v1/tenants/{tenant['tenant_id']}/audit/verification",
+                             headers=as_tenant).json()
+    assert verification["valid"] and verification["entries"] >= 6

@@ -79,3 +79,36 @@ async def test_one_trace_runs_from_the_phone_through_the_gateway_into_dialogue_a
         flat = repr(dict(span.attributes or {})) + span.name
         for secret in (text, device["device_token"], device["participant_id"]):
             assert secret not in flat, span.name
+
+
+async def test_one_trace_follows_an_erasure_from_the_phone_into_every_stores_consumer(stack):
+    """SRE sees an erasure request go from the gateway through rights, over Kafka, into
+    each store's erasure consumer, in one trace; no span names the participant."""
+    from support.apps import bearer, enrol_devices, running_platform, tenant_known_to_rights
+
+    spans = {name: InMemorySpanExporter() for name in ("enrolment", "dialogue", "rights", "analytics")}
+    async with running_platform(stack, spans=spans) as platform:
+        tenant = await create_tenant(platform.gateway)
+        await tenant_known_to_rights(platform, tenant)
+        (device,) = await enrol_devices(platform, tenant, 1)
+        spans["enrolment"].clear()
+        asked = await platform.gateway.post("/v1/me/rights-requests", json={"kind": "erasure"},
+                                            headers=bearer(device["device_token"]))
+        assert asked.status_code == 202, asked.text
+        [request] = [s for s in spans["enrolment"].get_finished_spans()
+                     if s.kind.name == "SERVER" and s.parent is None and "rights-requests" in s.name]
+
+        async def consumers_in_the_trace():
+            found = {name: [s for s in exporter.get_finished_spans()
+                            if s.kind.name == "CONSUMER" and s.context.trace_id == request.context.trace_id
+                            and "erasure-requested" in s.name]
+                     for name, exporter in spans.items() if name != "rights"}
+            return found if all(found.values()) else None
+
+        assert await eventually(consumers_in_the_trace, timeout=60)
+
+    for exporter in spans.values():
+        for span in exporter.get_finished_spans():
+            flat = repr(dict(span.attributes or {})) + span.name
+            for secret in (device["device_token"], device["participant_id"], asked.json()["status_secret"]):
+                assert secret not in flat, span.name
