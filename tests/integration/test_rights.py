@@ -221,6 +221,17 @@ async def test_erasure_waits_for_a_stopped_store_retries_and_completes_when_it_r
                                        headers=bearer(tenant["api_key"]))).json()["entries"]
     retries = [e["record"] for e in trail if e["record"]["action"] == "retry"]
     assert retries and all(r["stores"] == ["analytics.contributions"] for r in retries)
+    # Asked again, the tenant hears that this participant is gone (another tenant would
+    # hear 404, as for any unknown ID).
+    again = await platform.rights.post(f"/v1/tenants/{tenant['tenant_id']}/rights-requests",
+                                       json={"kind": "access", "participant_id": device["participant_id"]},
+                                       headers=bearer(tenant["api_key"]))
+    assert again.status_code == 409 and again.json()["detail"]["code"] == "participant_erased"
+    other, _ = await tenant_with_dialogue(platform)
+    foreign = await platform.rights.post(f"/v1/tenants/{other['tenant_id']}/rights-requests",
+                                         json={"kind": "erasure", "participant_id": device["participant_id"]},
+                                         headers=bearer(other["api_key"]))
+    assert foreign.status_code == 404
 
 
 async def test_a_redelivered_answer_event_after_erasure_brings_nothing_back(platform, mongo, stack):

@@ -318,8 +318,7 @@ def build_requests_router(desk: Desk, gateway_public_key: str | None, receipt_pu
         try:
             await desk.participant_of_tenant(tenant_id, body.participant_id)
         except RequestRefused as refusal:
-            if not (refusal.code == "participant_erased" and body.kind == "erasure"):
-                raise problem(refusal.status, refusal.code, refusal.message) from None
+            raise problem(refusal.status, refusal.code, refusal.message) from None
         except StoreUnavailable:
             raise problem(503, "temporarily_unavailable", "a store is unavailable; retry shortly",
                           {"Retry-After": "5"}) from None

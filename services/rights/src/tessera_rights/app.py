@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic import Field, SecretStr, model_validator
 
+from tessera_common.broker import ensure_topics
 from tessera_common.logs import get_logger
 from tessera_common.outbox import OutboxRelay
 from tessera_common.service import serve, service_app, wire
@@ -86,8 +87,13 @@ def create_app(
                           ("analytics", settings.analytics_url))
     }
     signing_key: Ed25519PrivateKey = parse_signing_key(settings.receipt_signing_key.get_secret_value())
+
+    async def ensure_tenant_topic(topic: str) -> None:
+        await ensure_topics(settings.kafka_bootstrap_servers, [topic], partitions=settings.kafka_topic_partitions,
+                            replication_factor=settings.kafka_replication_factor)
+
     desk = Desk(store, relay, wiring.broker, stores, settings.erased_marker_key.get_secret_value(), signing_key,
-                Timing(settings.retry_base_seconds, settings.retry_cap_seconds), settings.kafka_bootstrap_servers)
+                Timing(settings.retry_base_seconds, settings.retry_cap_seconds), ensure_tenant_topic)
     retention = Retention(desk)
     register_handlers(wiring.broker, desk)
     loops: list[asyncio.Task] = []

@@ -22,6 +22,7 @@ participant ID and nothing of the erased data.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,7 +31,6 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faststream.kafka import KafkaBroker
 
-from tessera_common.broker import ensure_topics
 from tessera_common.datamap import erasure_stores, objection_stores
 from tessera_common.events import (
     ErasureRequested,
@@ -98,7 +98,7 @@ class Desk:
         marker_key: str,
         signing_key: Ed25519PrivateKey,
         timing: Timing,
-        bootstrap_servers: str,
+        ensure_topic: Callable[[str], Awaitable[None]],
     ) -> None:
         self.store = store
         self.relay = relay
@@ -107,7 +107,7 @@ class Desk:
         self.marker_key = marker_key
         self.signing_key = signing_key
         self.timing = timing
-        self.bootstrap_servers = bootstrap_servers
+        self.ensure_topic = ensure_topic
         self._tenant_topics: set[str] = set()
 
     def marker(self, participant_id: str) -> str:
@@ -117,15 +117,19 @@ class Desk:
 
     async def participant_of_tenant(self, tenant_id: str, participant_id: str) -> None:
         """For a tenant's request: the participant must be the tenant's (enrolment
-        knows), else 404, as for an ID that never existed; 409 once erased."""
-        if await self.store.is_erased(self.marker(participant_id)):
-            raise RequestRefused(409, "participant_erased", "this participant was erased")
+        knows), else 404, as for an ID that never existed; 409 if this tenant had them
+        erased (another tenant's erased participant is as unknown as any other ID)."""
         try:
             response = await self.stores["enrolment"].get(
                 f"/internal/v1/tenants/{tenant_id}/participants/{participant_id}")
         except httpx.HTTPError:
             raise StoreUnavailable("enrolment") from None
         if response.status_code == 404:
+            erasures = [r for r in await self.store.requests_of(tenant_id, self.marker(participant_id))
+                        if r["kind"] == "erasure" and r.get("scope") is None]
+            if erasures:
+                raise RequestRefused(409, "participant_erased", "this participant was erased; see request "
+                                     + erasures[0]["_id"])
             raise RequestRefused(404, "participant_not_found", "this tenant has no such participant")
         if response.status_code != 200:
             raise StoreUnavailable("enrolment")
@@ -416,7 +420,7 @@ class Desk:
     async def _tenant_topic(self, tenant_id: str) -> str:
         topic = Topics.for_tenant(tenant_id)
         if topic not in self._tenant_topics:
-            await ensure_topics(self.bootstrap_servers, [topic])
+            await self.ensure_topic(topic)
             self._tenant_topics.add(topic)
         return topic
 
