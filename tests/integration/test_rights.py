@@ -185,7 +185,7 @@ async def test_erasure_through_the_gateway_reaches_every_store_and_leaves_a_sign
     assert (await platform.gateway.get("/v1/me/answers", headers=bearer(other["device_token"]))).json()["answers"]
 
 
-async def test_erasure_waits_for_a_stopped_store_retries_and_completes_when_it_returns(platform, mongo):
+async def test_erasure_waits_for_a_stopped_store_retries_and_completes_when_it_returns(platform, mongo, stack):
     tenant, dialogue = await tenant_with_dialogue(platform)
     (device,) = await enrol_devices(platform, tenant, 1)
     await answer_both(platform, device, dialogue)
@@ -221,6 +221,15 @@ async def test_erasure_waits_for_a_stopped_store_retries_and_completes_when_it_r
                                        headers=bearer(tenant["api_key"]))).json()["entries"]
     retries = [e["record"] for e in trail if e["record"]["action"] == "retry"]
     assert retries and all(r["stores"] == ["analytics.contributions"] for r in retries)
+    # Each retry went to the store that had not confirmed; the others did not erase again.
+    sent = [r["value"]["data"] for r in await read_to_end(stack.kafka_bootstrap, Topics.ERASURE_REQUESTED)
+            if r["value"]["data"]["request_id"] == request["request_id"]]
+    assert sent[0]["stores"] is None and len(sent) >= 2
+    assert all(data["stores"] == ["analytics.contributions"] for data in sent[1:])
+    confirmations = [r["value"]["data"]["store"]
+                     for r in await read_to_end(stack.kafka_bootstrap, Topics.STORE_ERASURE_COMPLETED)
+                     if r["value"]["data"]["request_id"] == request["request_id"]]
+    assert confirmations.count("enrolment.devices") == 1 and confirmations.count("dialogue.answers") == 1
     # Asked again, the tenant hears that this participant is gone (another tenant would
     # hear 404, as for any unknown ID).
     again = await platform.rights.post(f"/v1/tenants/{tenant['tenant_id']}/rights-requests",

@@ -223,6 +223,12 @@ class ErasureRequestedData(BaseModel):
     #: is destroyed). A dialogue ID: only their answers to that dialogue and what was
     #: derived from them (retention of answers after a dialogue closed).
     dialogue_id: OpaqueId | None = None
+    #: None: every store. A retry names the stores that have not confirmed yet; the
+    #: others ignore it rather than erase (and scan) again.
+    stores: list[str] | None = None
+
+    def addressed_to(self, store: str) -> bool:
+        return self.stores is None or store in self.stores
 
 
 class ErasureRequested(EventEnvelope):
@@ -253,9 +259,17 @@ class StoreErasureCompleted(EventEnvelope):
     data: StoreErasureCompletedData
 
 
-class ParticipantErasureNoticeData(ErasureRequestedData):
-    """On the tenant's own topic, the request as the stores got it: the tenant's
-    systems must erase their copies too (of one dialogue's answers, if scoped)."""
+class ParticipantErasureNoticeData(BaseModel):
+    """On the tenant's own topic: the tenant's systems must erase their copies too (of
+    one dialogue's answers, if scoped)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: OpaqueId
+    participant_id: OpaqueId
+    reason: ErasureReason
+    requested_at: datetime
+    dialogue_id: OpaqueId | None = None
 
 
 class ParticipantErasureNotice(EventEnvelope):

@@ -72,6 +72,8 @@ def register_handlers(broker: KafkaBroker, store: AnalyticsStore, marker_key: st
     async def erase_participant(event: ErasureRequested) -> None:
         """The participant no longer counts in any figure; confirm for this store. A
         dialogue-scoped erasure (retention) removes only their answers to that dialogue."""
+        if not event.data.addressed_to(STORE_NAME):
+            return  # a retry for other stores: this one confirmed already
         marker = erased_marker(marker_key, event.data.participant_id)
         if event.data.dialogue_id is None:
             deleted = await store.erase_participant(event.tenant_id, event.data.participant_id, marker,

@@ -34,6 +34,8 @@ def register_handlers(broker: KafkaBroker, store: DialogueStore, marker_key: str
 
         A dialogue-scoped erasure (retention) deletes only the answers to that
         dialogue and leaves no marker: the participant is still there."""
+        if not event.data.addressed_to(STORE_NAME):
+            return  # a retry for other stores: this one confirmed already
         if event.data.dialogue_id is not None:
             deleted = await store.erase_answers_in_dialogue(
                 event.tenant_id, event.data.participant_id, event.data.dialogue_id

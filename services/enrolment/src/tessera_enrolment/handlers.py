@@ -20,6 +20,8 @@ def register_handlers(broker: KafkaBroker, store: EnrolmentStore) -> None:
         device alone: the participant stays, and this store confirms that it held
         nothing in scope. Idempotent: a redelivered request deletes nothing more and
         confirms again."""
+        if not event.data.addressed_to(STORE_NAME):
+            return  # a retry for other stores: this one confirmed already
         deleted = 0
         if event.data.dialogue_id is None:
             deleted = await store.erase_device(event.tenant_id, event.data.participant_id)

@@ -197,7 +197,7 @@ class Desk:
         erasure = self._erasure_event(request)
         notice = ParticipantErasureNotice(
             source=SOURCE, subject=request["_id"], tenant_id=request["tenant_id"],
-            data=ParticipantErasureNoticeData(**erasure.data.model_dump()),
+            data=ParticipantErasureNoticeData(**erasure.data.model_dump(exclude={"stores"})),
         )
         key = partition_key(participant_id)
         request.update(outbox_fields(erasure, Topics.ERASURE_REQUESTED, key))
@@ -208,12 +208,13 @@ class Desk:
         log.info("erasure_requested", actor=request["actor"], scoped=request["scope"] is not None)
         return Received(_public(request), created=True, status_secret=status_secret)
 
-    def _erasure_event(self, request: dict[str, Any]) -> ErasureRequested:
+    def _erasure_event(self, request: dict[str, Any], stores: list[str] | None = None) -> ErasureRequested:
+        """To every store, or (a retry) to ``stores`` only."""
         return ErasureRequested(
             source=SOURCE, subject=request["_id"], tenant_id=request["tenant_id"],
             data=ErasureRequestedData(request_id=request["_id"], participant_id=request["participant_id"],
                                       reason=request["reason"], requested_at=request["received_at"],
-                                      dialogue_id=request["scope"]),
+                                      dialogue_id=request["scope"], stores=stores),
         )
 
     async def _object(self, request: dict[str, Any]) -> Received:
@@ -372,13 +373,13 @@ class Desk:
                     if request is None or request["status"] != "in_progress":
                         continue
                 pending = domain.pending_stores({p["store"]: p for p in request["progress"]})
-                await self._schedule_retry(request, pending, self._event_to_repeat(request))
+                await self._schedule_retry(request, pending, self._event_to_repeat(request, pending))
                 retried += 1
         return retried
 
-    def _event_to_repeat(self, request: dict[str, Any]) -> tuple[EventEnvelope, str] | None:
+    def _event_to_repeat(self, request: dict[str, Any], pending: list[str]) -> tuple[EventEnvelope, str] | None:
         if request["kind"] == "erasure":
-            return self._erasure_event(request), Topics.ERASURE_REQUESTED
+            return self._erasure_event(request, pending), Topics.ERASURE_REQUESTED
         if request["kind"] == "objection":
             return self._objection_event(request), Topics.OBJECTION_RECORDED
         return None
