@@ -41,6 +41,7 @@ class Topics:
     TENANT_SETTINGS_CHANGED: ClassVar[str] = "tessera.tenant-settings-changed.v1"
     ANSWER_SUBMITTED: ClassVar[str] = "tessera.answer-submitted.v1"
     ANSWER_CHANGED: ClassVar[str] = "tessera.answer-changed.v1"
+    DIALOGUE_CHANGED: ClassVar[str] = "tessera.dialogue-changed.v1"
     ERASURE_REQUESTED: ClassVar[str] = "tessera.erasure-requested.v1"
     STORE_ERASURE_COMPLETED: ClassVar[str] = "tessera.store-erasure-completed.v1"
     OBJECTION_RECORDED: ClassVar[str] = "tessera.objection-recorded.v1"
@@ -55,6 +56,7 @@ class Topics:
             cls.DEVICE_ENROLLED,
             cls.ANSWER_SUBMITTED,
             cls.ANSWER_CHANGED,
+            cls.DIALOGUE_CHANGED,
             cls.ERASURE_REQUESTED,
             cls.STORE_ERASURE_COMPLETED,
             cls.OBJECTION_RECORDED,
@@ -155,6 +157,48 @@ class DeviceEnrolled(EventEnvelope):
     data: DeviceEnrolledData
 
 
+# --- dialogues -------------------------------------------------------------
+
+
+class ChoiceDefinition(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: OpaqueId
+    label: str
+
+
+class QuestionDefinition(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    question_id: OpaqueId
+    kind: QuestionKind
+    prompt: str
+    choices: list[ChoiceDefinition] = Field(default_factory=list)
+    scale_min: int | None = None
+    scale_max: int | None = None
+
+
+class DialogueChangedData(BaseModel):
+    """A dialogue's definition as it now stands (no answers): what analytics labels its
+    figures with, and what tells it every choice and scale point, so that an empty one
+    is listed rather than absent. ``revision`` grows with every change: a consumer keeps
+    the highest it has seen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dialogue_id: OpaqueId
+    title: str
+    status: Literal["draft", "published", "closed", "archived"]
+    revision: int = Field(ge=1)
+    questions: list[QuestionDefinition]
+    changed_at: datetime
+
+
+class DialogueChanged(EventEnvelope):
+    type: Literal["io.tessera.dialogue.changed.v1"] = "io.tessera.dialogue.changed.v1"
+    data: DialogueChangedData
+
+
 # --- answers ---------------------------------------------------------------
 
 
@@ -174,6 +218,10 @@ class AnswerFields(BaseModel):
     text: EncryptedText | None = None
     #: Kinds of personal data the screening found (never the text found).
     screening_kinds: list[str] = Field(default_factory=list)
+    #: The answering device's technical facts (already in ``device-enrolled``; nothing
+    #: new about the person), for device-type statistics; None when not known.
+    platform: Platform | None = None
+    form_factor: FormFactor | None = None
 
 
 class AnswerSubmittedData(AnswerFields):

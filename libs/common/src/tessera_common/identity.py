@@ -14,11 +14,14 @@ from __future__ import annotations
 import base64
 import time
 from dataclasses import dataclass
+from typing import get_args
 from uuid import uuid4
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from tessera_common.events import FormFactor, Platform
 
 ASSERTION_HEADER = "X-Tessera-Participant-Assertion"
 ISSUER = "tessera-enrolment"
@@ -29,10 +32,19 @@ class InvalidAssertion(Exception):
     """The assertion is missing, forged, expired or meant for another service."""
 
 
+#: The device facts an assertion may carry (``plt``, ``ff``): technical, already in
+#: ``device-enrolled``, passed on so answer events can feed device-type statistics.
+#: The values are the event contract's.
+PLATFORMS = get_args(Platform)
+FORM_FACTORS = get_args(FormFactor)
+
+
 @dataclass(frozen=True)
 class Participant:
     participant_id: str
     tenant_id: str
+    platform: str | None = None
+    form_factor: str | None = None
 
 
 def generate_signing_key() -> tuple[str, str]:
@@ -63,6 +75,8 @@ def sign_assertion(
         "exp": issued + ttl_seconds,
         "jti": str(uuid4()),
     }
+    if participant.platform is not None and participant.form_factor is not None:
+        claims.update(plt=participant.platform, ff=participant.form_factor)
     key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(private_key_b64))
     return jwt.encode(claims, key, algorithm="EdDSA")
 
@@ -83,7 +97,11 @@ def verify_assertion(public_key_b64: str, token: str, audience: str) -> Particip
     tenant_id = claims.get("tid")
     if not isinstance(tenant_id, str):
         raise InvalidAssertion("MissingTenant")
-    return Participant(participant_id=claims["sub"], tenant_id=tenant_id)
+    platform, form_factor = claims.get("plt"), claims.get("ff")
+    if platform not in PLATFORMS or form_factor not in FORM_FACTORS:
+        platform = form_factor = None  # absent (an older gateway) or not a known value
+    return Participant(participant_id=claims["sub"], tenant_id=tenant_id, platform=platform,
+                       form_factor=form_factor)
 
 
 def _b64(raw: bytes) -> str:

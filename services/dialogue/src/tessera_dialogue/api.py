@@ -26,7 +26,11 @@ from tessera_common.events import (
     AnswerChangedData,
     AnswerSubmitted,
     AnswerSubmittedData,
+    ChoiceDefinition,
+    DialogueChanged,
+    DialogueChangedData,
     PiiPolicy,
+    QuestionDefinition,
     QuestionKind,
     TenantSettingsChanged,
     TenantSettingsChangedData,
@@ -323,6 +327,22 @@ def question_doc(question: domain.Question) -> dict[str, Any]:
     }
 
 
+def dialogue_changed(dialogue: dict[str, Any]) -> DialogueChanged:
+    """The dialogue's definition as it stands after a change (``dialogue["version"]``
+    is already the new one): for analytics' labels and its lists of every choice."""
+    questions = [QuestionDefinition(
+        question_id=q["question_id"], kind=q["kind"], prompt=q["prompt"],
+        choices=[ChoiceDefinition(key=c["key"], label=c["label"]) for c in q.get("choices", [])],
+        scale_min=q.get("scale_min"), scale_max=q.get("scale_max"),
+    ) for q in dialogue["questions"]]
+    return DialogueChanged(
+        source=SOURCE, subject=dialogue["_id"], tenant_id=dialogue["tenant_id"],
+        data=DialogueChangedData(dialogue_id=dialogue["_id"], title=dialogue["title"], status=dialogue["status"],
+                                 revision=dialogue["version"], questions=questions,
+                                 changed_at=dialogue["updated_at"]),
+    )
+
+
 def question_out(doc: dict[str, Any]) -> QuestionOut:
     scale = None
     if doc["kind"] == "scale":
@@ -571,6 +591,7 @@ class Answers:
             participant_id=participant.participant_id, dialogue_id=dialogue_id, question_id=question.question_id,
             answer_id=answer_id, question_kind=question.kind, choices=list(answer.choices),
             scale_value=answer.scale_value, text=sealed, screening_kinds=kinds,
+            platform=participant.platform, form_factor=participant.form_factor,
         )
         key = partition_key(participant.participant_id)
         if existing is None:
@@ -615,6 +636,7 @@ class Answers:
                     participant_id=participant.participant_id, dialogue_id=existing["dialogue_id"],
                     question_id=existing["question_id"], answer_id=answer_id, question_kind=existing["kind"],
                     change="withdrawn", version=existing["version"] + 1, changed_at=now,
+                    platform=participant.platform, form_factor=participant.form_factor,
                 ),
             )
             relay_view = await self.store.change_answer(
@@ -709,7 +731,8 @@ def build_router(
             "opens_at": body.opens_at, "closes_at": body.closes_at, "status": "draft", "questions": questions,
             "has_answers": False, "version": 1, "created_at": now, "updated_at": now,
         }
-        await store.add_dialogue(dialogue)
+        relay.publish_soon(store.dialogues,
+                           await store.add_dialogue(dialogue, dialogue_changed(dialogue), Topics.DIALOGUE_CHANGED))
         return dialogue_out(dialogue)
 
     @router.get("/v1/tenants/{tenant_id}/dialogues", tags=["tenant"])
@@ -756,8 +779,13 @@ def build_router(
             if not changes["questions"] and dialogue["status"] != "draft":
                 raise problem(422, "no_questions", "a published dialogue keeps at least one question")
         changes["updated_at"] = now_ms()
-        if not await store.update_dialogue(dialogue_id, dialogue["version"], changes,
-                                           questions_frozen_if_answered="questions" in given):
+        event = dialogue_changed({**dialogue, **changes, "version": dialogue["version"] + 1})
+        relay_view = await store.update_dialogue(dialogue_id, dialogue["version"], changes, event,
+                                                 Topics.DIALOGUE_CHANGED,
+                                                 questions_frozen_if_answered="questions" in given)
+        if relay_view is not None:
+            relay.publish_soon(store.dialogues, relay_view)
+        else:
             current = await tenant_dialogue(tenant_id, dialogue_id)
             if "questions" in given and current["has_answers"]:
                 raise problem(409, "has_answers", "questions of a dialogue with answers cannot change")
@@ -775,9 +803,12 @@ def build_router(
         now = now_ms()
         changes = {"status": target, "updated_at": now,
                    "closed_at": domain.closed_at_after(target, dialogue.get("closed_at"), now)}
-        if not await store.update_dialogue(dialogue_id, dialogue["version"], changes,
-                                           questions_frozen_if_answered=False):
+        event = dialogue_changed({**dialogue, **changes, "version": dialogue["version"] + 1})
+        relay_view = await store.update_dialogue(dialogue_id, dialogue["version"], changes, event,
+                                                 Topics.DIALOGUE_CHANGED, questions_frozen_if_answered=False)
+        if relay_view is None:
             raise problem(409, "concurrent_change", "the dialogue changed meanwhile; read it and try again")
+        relay.publish_soon(store.dialogues, relay_view)
         log.info("dialogue_moved", dialogue_id=dialogue_id, status=target)
         return dialogue_out(await tenant_dialogue(tenant_id, dialogue_id))
 

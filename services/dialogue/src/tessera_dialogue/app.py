@@ -42,7 +42,7 @@ def create_app(
     settings = settings or DialogueSettings()
     wiring = wire(settings, span_exporter)
     store = DialogueStore(wiring.db)
-    relay = OutboxRelay(wiring.broker, [store.answers, store.tenants], grace_seconds=settings.outbox_sweep_seconds)
+    relay = OutboxRelay(wiring.broker, [store.answers, store.tenants, store.dialogues], grace_seconds=settings.outbox_sweep_seconds)
     keys = DataKeyClient(settings.rights_url, settings.internal_token.get_secret_value(), transport=rights_transport)
     marker_key = settings.erased_marker_key.get_secret_value()
     register_handlers(wiring.broker, store, marker_key)

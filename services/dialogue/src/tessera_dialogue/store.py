@@ -88,8 +88,12 @@ class DialogueStore:
 
     # --- dialogues -------------------------------------------------------
 
-    async def add_dialogue(self, dialogue: dict[str, Any]) -> None:
-        await self.dialogues.insert_one(dialogue)
+    async def add_dialogue(self, dialogue: dict[str, Any], event: EventEnvelope, topic: str) -> dict[str, Any]:
+        """The new dialogue with its ``dialogue-changed`` event in its outbox (one write);
+        returns what the relay publishes."""
+        document = {**dialogue, **outbox_fields(event, topic, dialogue["_id"].encode())}
+        await self.dialogues.insert_one(document)
+        return document
 
     async def dialogue(self, tenant_id: str, dialogue_id: str) -> dict[str, Any] | None:
         """A dialogue of this tenant; another tenant's is as absent as a missing one."""
@@ -130,17 +134,21 @@ class DialogueStore:
         return [{"dialogue_id": d["_id"], "closed_at": d.get("closed_at") or d["updated_at"]} async for d in cursor]
 
     async def update_dialogue(
-        self, dialogue_id: str, version: int, changes: dict[str, Any], *, questions_frozen_if_answered: bool
-    ) -> bool:
-        """Apply ``changes`` to the dialogue as read at ``version``. With
+        self, dialogue_id: str, version: int, changes: dict[str, Any], event: EventEnvelope, topic: str, *,
+        questions_frozen_if_answered: bool,
+    ) -> dict[str, Any] | None:
+        """Apply ``changes`` to the dialogue as read at ``version``, with the event that
+        describes the result in the same write; None if it changed since. With
         ``questions_frozen_if_answered`` the write also fails if an answer arrived since
         the read, so an edit of the questions can never slip under a first answer."""
         condition: dict[str, Any] = {"_id": dialogue_id, "version": version}
         if questions_frozen_if_answered:
             condition["has_answers"] = False
+        outbox_set, relay_view = outbox_update(dialogue_id, event, topic, dialogue_id.encode())
         async with document_lock(self.dialogues, dialogue_id):
-            result = await self.dialogues.update_one(condition, {"$set": changes, "$inc": {"version": 1}})
-        return result.modified_count == 1
+            result = await self.dialogues.update_one(condition, {"$set": {**changes, **outbox_set},
+                                                                 "$inc": {"version": 1}})
+        return relay_view if result.modified_count == 1 else None
 
     async def mark_answered(self, dialogue_id: str, version: int) -> bool:
         """The first answer freezes the questions: only if they are still those of

@@ -333,7 +333,8 @@ def build_router(
                 raise problem(404, "not_found", "no such resource")
             if signing_key is None:
                 raise problem(503, "gateway_not_configured", "the gateway has no signing key for assertions")
-            participant = Participant(participant_id=device["_id"], tenant_id=device["tenant_id"])
+            participant = Participant(participant_id=device["_id"], tenant_id=device["tenant_id"],
+                                      platform=device.get("platform"), form_factor=device.get("form_factor"))
             headers = {name: request.headers[name] for name in PASSED_REQUEST_HEADERS if name in request.headers}
             headers[ASSERTION_HEADER] = sign_assertion(signing_key, participant, downstream.audience)
             propagate.inject(headers)  # the downstream service joins this request's trace
