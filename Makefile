@@ -6,7 +6,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: run test unit lint bench deps stack-fetch clean
+.PHONY: run test unit lint bench deps stack-fetch browser clean
 
 deps:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -19,8 +19,15 @@ stack-fetch: deps
 run: stack-fetch
 	$(UV) run --frozen tessera-devstack run
 
-## Unit, integration (real Kafka + FerretDB) and end-to-end tests.
-test: stack-fetch
+## Debian's Chromium for the dashboard test (Playwright drives it; it never downloads one).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the dashboard test"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+## Unit, integration (real Kafka + FerretDB, a real headless Chromium) and end-to-end tests.
+test: stack-fetch browser
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 ## Unit tests only: no broker, no store.
@@ -33,11 +40,16 @@ lint: deps
 
 ## Enrolments per second and latency through the gateway, beside a bare baseline;
 ## answers per second end to end (gateway → dialogue → store → Kafka) and the
-## screening's cost per answer; personal-data screening's precision, recall and cost.
+## screening's cost per answer; personal-data screening's precision, recall and cost;
+## erasure completion time at growing totals stored (ERASURE_TOTALS, e.g. 10000,1000000);
+## event-to-figure lag under a steady answer load and a 100,000-answer dialogue's query time.
+ERASURE_TOTALS ?= 10000,100000
 bench: stack-fetch
 	$(UV) run --frozen python -m bench.enrolment
 	$(UV) run --frozen python -m bench.answers
 	$(UV) run --frozen python -m bench.screening
+	$(UV) run --frozen python -m bench.erasure --totals $(ERASURE_TOTALS)
+	$(UV) run --frozen python -m bench.analytics
 
 clean:
 	rm -rf .run

@@ -368,7 +368,7 @@ def main() -> None:
             print(f"{_span(held[key]):>16}{key[1]:>21,}{len(values):>4}{_percentile(values, 50):>9.2f}"
                   f"{_percentile(values, 99):>9.2f}{max(values):>9.2f}{retries.get(key, 0):>9}   {store} {seconds:.2f}{missed}")
         print("retries: how often, summed over the row, the rights service re-sent the erasure to stores "
-              "that had not confirmed (first after 5 s, then doubling); each repeat is another delete at every store")
+              "that had not confirmed (after 30 s, then doubling); a repeat goes to those stores only")
         print("each store's median confirmed_at − received_at, s:")
         for key in sorted(per_store):
             print(f"  {key[0]:>10,} stored, {key[1]:>5,} answers: " + ", ".join(

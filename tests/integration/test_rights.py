@@ -24,6 +24,7 @@ from support.apps import (
     tenant_known_to_rights,
 )
 from support.kafka import eventually, produce, read_to_end, read_topic
+from tessera_analytics.store import record_id_for
 from tessera_common.datamap import erasure_stores, objection_stores
 from tessera_common.events import Topics
 from tessera_common.secrets import erased_marker
@@ -268,7 +269,8 @@ async def test_a_redelivered_answer_event_after_erasure_brings_nothing_back(plat
     barrier["data"]["participant_id"] = other["participant_id"]
     barrier["data"]["answer_id"] = "a_barrier_" + other["participant_id"][-8:]
     await produce(stack.kafka_bootstrap, Topics.ANSWER_SUBMITTED, json.dumps(barrier).encode(), key=pid.encode())
-    assert await eventually(lambda: answers.find_one({"_id": barrier["data"]["answer_id"]}))
+    barrier_record = record_id_for(barrier["data"]["question_id"], other["participant_id"])
+    assert await eventually(lambda: answers.find_one({"_id": barrier_record}))
     assert await answers.find_one({"participant_id": pid}) is None
     assert await databases_mentioning(mongo, platform, pid) == []
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from uuid import uuid4
 
 import httpx
+import uvicorn
 from fastapi import FastAPI
 
 from tessera_enrolment.app import EnrolmentSettings
@@ -26,6 +28,25 @@ async def running(app: FastAPI, client_ip: str = "203.0.113.7") -> AsyncIterator
     async with app.router.lifespan_context(app):
         async with client_from(app, client_ip) as client:
             yield client
+
+
+@contextlib.asynccontextmanager
+async def served(app: FastAPI) -> AsyncIterator[str]:
+    """An app that is already running (inside ``running``) served over real HTTP on a
+    free port of 127.0.0.1, for a browser; yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # raises what stopped it
+            raise RuntimeError("the server stopped before it started")
+        await asyncio.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 def client_from(app: FastAPI, client_ip: str) -> httpx.AsyncClient:

@@ -19,6 +19,7 @@ Category = Literal[
     "device_facts",  # platform and form factor of a participant's device, token hash
     "answers",  # what participants answered, free text included
     "aggregates",  # per-participant contributions to figures
+    "figures",  # counters over many participants (k applies when released): no participant data
     "data_keys",  # participants' wrapped data keys
     "erasure_markers",  # HMACs of erased participant IDs: no personal data
     "rights_requests",  # requests, deadlines, per-store progress; the raw ID only while open
@@ -53,6 +54,10 @@ DATA_MAP: tuple[Collection, ...] = (
                erasure_store="analytics.contributions", applies_objection=True),
     Collection("analytics", "answer_contributions", ("answers", "aggregates"),
                erasure_store="analytics.contributions", applies_objection=True),
+    # Counters per question; a record being settled is named there by a hashed ID for
+    # the moment of the update (store._settle), and taken out by erasure's retraction.
+    Collection("analytics", "question_figures", ("figures",)),
+    Collection("analytics", "dialogues", ("dialogue_content",)),
     Collection("analytics", "erased", ("erasure_markers",)),
     Collection("analytics", "objected", ("objection_markers",)),
     Collection("rights", "tenants", ("tenant_account",)),

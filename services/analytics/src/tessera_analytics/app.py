@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from tessera_common.service import serve, service_app, wire
@@ -10,6 +15,28 @@ from tessera_common.settings import ServiceSettings
 from tessera_analytics.api import build_internal_router, build_router
 from tessera_analytics.handlers import register_handlers
 from tessera_analytics.store import AnalyticsStore
+
+
+DASHBOARD = Path(__file__).parent / "dashboard"
+
+
+class DashboardFiles(StaticFiles):
+    """The dashboard's static files, with headers that keep its key-holding page to
+    itself: scripts and data from this origin only (no inline script, nothing from a
+    CDN), never framed, no referrer, not cached."""
+
+    HEADERS = {
+        "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                                   "img-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers.update(self.HEADERS)
+        return response
 
 
 class AnalyticsSettings(ServiceSettings):
@@ -24,7 +51,7 @@ def create_app(settings: AnalyticsSettings | None = None, span_exporter: SpanExp
     store = AnalyticsStore(wiring.db)
     marker_key = settings.erased_marker_key.get_secret_value()
     register_handlers(wiring.broker, store, marker_key)
-    return service_app(
+    app = service_app(
         wiring,
         title="Tessera analytics",
         description="Figures for tenants, never about fewer than k participants.",
@@ -32,6 +59,10 @@ def create_app(settings: AnalyticsSettings | None = None, span_exporter: SpanExp
                  build_internal_router(store, settings.internal_token.get_secret_value(), marker_key)],
         on_start=store.ensure_indexes,
     )
+    # The tenant dashboard: static files only; its data comes from the routes above,
+    # with the tenant's API key, so serving it needs no credentials.
+    app.mount("/dashboard", DashboardFiles(directory=DASHBOARD, html=True), name="dashboard")
+    return app
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from tessera_common.events import (
     AnswerFields,
     AnswerSubmitted,
     DeviceEnrolled,
+    DialogueChanged,
     ErasureRequested,
     ObjectionRecorded,
     TenantRegistered,
@@ -20,7 +21,7 @@ from tessera_common.events import (
     Topics,
 )
 from tessera_common.secrets import erased_marker
-from tessera_analytics.store import STORE_NAME, AnalyticsStore
+from tessera_analytics.store import STORE_NAME, AnalyticsStore, AnswerState
 
 CONSUMER = "tessera-analytics"
 SOURCE = "tessera/analytics"
@@ -47,27 +48,24 @@ def register_handlers(broker: KafkaBroker, store: AnalyticsStore, marker_key: st
         )
 
     async def on_answer(event: AnswerSubmitted | AnswerChanged) -> None:
-        """An answer's current value (its text stays sealed: figures never need it)."""
+        """Fold the answer into its question's figures (its text stays sealed: figures
+        never need it)."""
         data: AnswerFields = event.data
-        withdrawn = isinstance(event, AnswerChanged) and event.data.change == "withdrawn"
-        await store.apply_answer(
-            {
-                "_id": data.answer_id,
-                "tenant_id": event.tenant_id,
-                "participant_id": data.participant_id,
-                "dialogue_id": data.dialogue_id,
-                "question_id": data.question_id,
-                "question_kind": data.question_kind,
-                "choices": list(data.choices),
-                "scale_value": data.scale_value,
-                "has_text": data.text is not None,
-                "withdrawn": withdrawn,
-                "version": event.data.version,
-                "at": event.time,
-                "event_id": event.id,
-            },
-            erased_marker(marker_key, data.participant_id),
+        submitted = isinstance(event, AnswerSubmitted)
+        at = event.data.submitted_at if submitted else event.data.changed_at
+        device = f"{data.platform}/{data.form_factor}" if data.platform and data.form_factor else None
+        answer = AnswerState(
+            tenant_id=event.tenant_id, participant_id=data.participant_id, dialogue_id=data.dialogue_id,
+            question_id=data.question_id, question_kind=data.question_kind, answer_id=data.answer_id,
+            version=event.data.version,
+            live=not (isinstance(event, AnswerChanged) and event.data.change == "withdrawn"),
+            choices=tuple(data.choices), scale_value=data.scale_value,
+            day=at.astimezone(UTC).date().isoformat(), submitted=submitted, device=device,
         )
+        await store.apply_answer(answer, erased_marker(marker_key, data.participant_id))
+
+    async def on_dialogue_changed(event: DialogueChanged) -> None:
+        await store.apply_dialogue(event.tenant_id, event.data.model_dump(mode="json", exclude={"changed_at"}))
 
     async def erase_participant(event: ErasureRequested) -> None:
         """The participant no longer counts in any figure; confirm for this store. A
@@ -103,5 +101,7 @@ def register_handlers(broker: KafkaBroker, store: AnalyticsStore, marker_key: st
               handler=on_device_enrolled)
     subscribe(broker, topic=Topics.ANSWER_SUBMITTED, consumer=CONSUMER, model=AnswerSubmitted, handler=on_answer)
     subscribe(broker, topic=Topics.ANSWER_CHANGED, consumer=CONSUMER, model=AnswerChanged, handler=on_answer)
+    subscribe(broker, topic=Topics.DIALOGUE_CHANGED, consumer=CONSUMER, model=DialogueChanged,
+              handler=on_dialogue_changed)
     subscribe(broker, topic=Topics.OBJECTION_RECORDED, consumer=CONSUMER, model=ObjectionRecorded,
               handler=apply_objection)
