@@ -42,7 +42,8 @@ lint: deps
 ## answers per second end to end (gateway → dialogue → store → Kafka) and the
 ## screening's cost per answer; personal-data screening's precision, recall and cost;
 ## erasure completion time at growing totals stored (ERASURE_TOTALS, e.g. 10000,1000000);
-## event-to-figure lag under a steady answer load and a 100,000-answer dialogue's query time.
+## event-to-figure lag under a steady answer load and a 100,000-answer dialogue's query time;
+## the suppression rules' cost per table, exact audit included.
 ERASURE_TOTALS ?= 10000,100000
 bench: stack-fetch
 	$(UV) run --frozen python -m bench.enrolment
@@ -50,6 +51,7 @@ bench: stack-fetch
 	$(UV) run --frozen python -m bench.screening
 	$(UV) run --frozen python -m bench.erasure --totals $(ERASURE_TOTALS)
 	$(UV) run --frozen python -m bench.analytics
+	$(UV) run --frozen python -m bench.suppression
 
 clean:
 	rm -rf .run

@@ -12,6 +12,7 @@ from tessera_analytics.domain import (
     COMPLEMENTARY,
     FEWER,
     TOTAL_BELOW_K,
+    WHOLE,
     cross_tab,
     overlap,
     overlapping,
@@ -62,6 +63,49 @@ def test_partition_never_lets_subtraction_reveal_a_small_group():
         assert all(c.value >= k for c in cells if not c.suppressed)
 
 
+def possible(reason, k, cap):
+    """The values a suppressed figure may hold, to an attacker who reads its reason."""
+    if reason == FEWER:
+        return range(k)
+    if reason == COMPLEMENTARY:
+        return range(k, cap + 1)
+    return range(cap + 1)
+
+
+def test_partition_two_cells_just_below_k_are_not_left_to_be_solved_for():
+    # Told both are "fewer than 5" and that they make up 18 − 10 = 8, an attacker knows
+    # each is 4: the released 10 has to go as well.
+    cells, _ = partition({"a": 4, "b": 4, "c": 10}, ["a", "b", "c"], 5)
+    assert [(c.value, c.reason) for c in cells] == [(None, FEWER), (None, FEWER), (None, COMPLEMENTARY)]
+    # With nothing left to hide, the reasons stop telling the cells apart.
+    cells, total_hidden = partition({"a": 4, "b": 4}, ["a", "b"], 5)
+    assert not total_hidden and [(c.value, c.reason) for c in cells] == [(None, WHOLE), (None, WHOLE)]
+
+
+def test_partition_reasons_never_let_a_small_cell_be_solved_for():
+    """An attacker with the total and every released cell enumerates every split of the
+    rest that agrees with the reasons: no small non-zero cell may have one value only."""
+    rng = random.Random(5)
+    for _ in range(300):
+        k = rng.randint(3, 5)
+        keys = [str(i) for i in range(rng.randint(2, 4))]
+        counts = {key: rng.choice([0, 1, 2, 3, 4, 5, 7]) for key in keys}
+        total = sum(counts.values())
+        cells, total_hidden = partition(counts, keys, k)
+        if total_hidden:
+            continue
+        hidden = [c for c in cells if c.suppressed]
+        rest = total - sum(c.value for c in cells if not c.suppressed)
+        seen: dict[str, set[int]] = {c.key: set() for c in hidden}
+        for guess in product(*(possible(c.reason, k, rest) for c in hidden)):
+            if sum(guess) == rest:
+                for c, value in zip(hidden, guess, strict=True):
+                    seen[c.key].add(value)
+        for c in hidden:
+            if 0 < counts[c.key] < k:
+                assert seen[c.key] != {counts[c.key]}, (counts, k, cells)
+
+
 def test_overlapping_cells_need_no_complement():
     cells = overlapping({"x": 12, "y": 6, "z": 2}, ["x", "y", "z"], 12, 5)
     assert values(cells) == {"x": 12, "y": 6, "z": None}
@@ -103,62 +147,85 @@ def test_cross_tab_example_with_margins():
     assert [c.value for c in table.col_totals] == [None, 13, None]
     assert (table.row_totals[1].reason, table.col_totals[0].reason) == (COMPLEMENTARY, COMPLEMENTARY)
     seen = {}
-    for grid in consistent_tables(table, ["a", "b", "c"], ["a", "b", "c"], 3):
+    for grid in consistent_tables(table, ["a", "b", "c"], ["a", "b", "c"], 5, 27):
         seen.setdefault((1, 2), set()).add(grid[(1, 2)])
     assert seen[(1, 2)] == {0, 1, 2}  # the 2 in b→c could be none, one or two participants
 
 
-def consistent_tables(table, rows, cols, bound):
-    """Every non-negative table that agrees with every released figure."""
-    released = {}
-    for i, _r in enumerate(rows):
-        for j, _c in enumerate(cols):
-            if not table.cells[i][j].suppressed:
-                released[(i, j)] = table.cells[i][j].value
-    free = [(i, j) for i in range(len(rows)) for j in range(len(cols)) if (i, j) not in released]
-    for guess in product(range(bound + 1), repeat=len(free)):
+def consistent_tables(table, rows, cols, k, cap):
+    """Every table of whole numbers that agrees with every released figure and every
+    suppressed figure's reason ("fewer than k" is 0..k-1, complementary at least k);
+    no cell above ``cap``, which only ever leaves tables out (a stricter test)."""
+    released, free = {}, []
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            cell = table.cells[i][j]
+            if cell.suppressed:
+                # A cell is never more than a released total it is part of.
+                bounds = [t.value for t in (table.row_totals[i], table.col_totals[j], table.total) if not t.suppressed]
+                free.append(((i, j), possible(cell.reason, k, min([cap, *bounds]))))
+            else:
+                released[(i, j)] = cell.value
+
+    def agrees(figure, value):
+        return figure.value == value if not figure.suppressed else value in possible(figure.reason, k, 10 ** 9)
+
+    for guess in product(*(values for _, values in free)):
         grid = dict(released)
-        grid.update(zip(free, guess, strict=True))
+        grid.update(zip((cell for cell, _ in free), guess, strict=True))
         row_sums = [sum(grid[(i, j)] for j in range(len(cols))) for i in range(len(rows))]
         col_sums = [sum(grid[(i, j)] for i in range(len(rows))) for j in range(len(cols))]
-        if any(not t.suppressed and t.value != s for t, s in zip(table.row_totals, row_sums, strict=True)):
-            continue
-        if any(not t.suppressed and t.value != s for t, s in zip(table.col_totals, col_sums, strict=True)):
-            continue
-        if not table.total.suppressed and table.total.value != sum(row_sums):
-            continue
-        yield grid
+        if (all(agrees(t, s) for t, s in zip(table.row_totals, row_sums, strict=True))
+                and all(agrees(t, s) for t, s in zip(table.col_totals, col_sums, strict=True))
+                and agrees(table.total, sum(row_sums))):
+            yield grid
 
 
 def test_cross_tab_hidden_small_cells_cannot_be_solved_for():
-    """An attacker with every released cell and margin enumerates all tables that fit:
-    no hidden cell holding 1..k-1 participants may come out the same in all of them."""
+    """An attacker with every released cell and margin, and every suppressed figure's
+    reason, enumerates all tables that fit: no hidden cell holding 1..k-1 participants,
+    and no row's or column's hidden part adding up to 1..k-1, may come out the same in
+    all of them."""
     rng = random.Random(3)
     checked = 0
-    k, bound = 3, 5
-    while checked < 60:
+    k = 3
+    while checked < 80:
         rows, cols = ["r0", "r1"], ["c0", "c1", "c2"]
-        truth = {(r, c): rng.choice([0, 0, 1, 2, 3, 4, 5]) for r in rows for c in cols}
+        truth = {(r, c): rng.choice([0, 0, 1, 2, 3, 4, 5, 7]) for r in rows for c in cols}
         if sum(truth.values()) < k:
             continue
         table = cross_tab(truth, rows, cols, k)
-        free = sum(c.suppressed for row in table.cells for c in row)
-        if free > 5:
+        free = [(i, j) for i in range(2) for j in range(3) if table.cells[i][j].suppressed]
+        if len(free) > 5:
             continue  # enumeration too large for a unit test
         checked += 1
-        seen: dict[tuple[int, int], set[int]] = {}
-        for grid in consistent_tables(table, rows, cols, bound):
-            for cell, value in grid.items():
-                seen.setdefault(cell, set()).add(value)
-        for i, r in enumerate(rows):
-            for j, c in enumerate(cols):
-                if table.cells[i][j].suppressed and 0 < truth[(r, c)] < k:
-                    assert seen[(i, j)] != {truth[(r, c)]}, (truth, table)
+        cap = sum(truth.values())
+        grids = list(consistent_tables(table, rows, cols, k, cap))
+        lines = [[(i, j) for j in range(3)] for i in range(2)] + [[(i, j) for i in range(2)] for j in range(3)]
+        for cell in free:
+            value = truth[(rows[cell[0]], cols[cell[1]])]
+            if 0 < value < k:
+                assert {grid[cell] for grid in grids} != {value}, (truth, table)
+        for line in lines:
+            part = [cell for cell in line if cell in free]
+            value = sum(truth[(rows[i], cols[j])] for i, j in part)
+            if len(part) > 1 and 0 < value < k:
+                assert {sum(grid[cell] for cell in part) for grid in grids} != {value}, (truth, table)
+
+
+def test_cross_tab_reasons_do_not_give_a_small_cell_away():
+    # Row r0: 10 − 7 = 3 for a "fewer than 3" cell and a complementary one (at least 3):
+    # 0 and 3, so r1's c0 is column c0's 3, and r1's hidden 5 left 2 in c2. Not any more.
+    truth = {("r0", "c0"): 0, ("r0", "c1"): 7, ("r0", "c2"): 3, ("r1", "c0"): 3, ("r1", "c1"): 3, ("r1", "c2"): 2}
+    table = cross_tab(truth, ["r0", "r1"], ["c0", "c1", "c2"], 3)
+    assert table.cells[1][2].suppressed and table.cells[1][2].reason == FEWER
+    grids = list(consistent_tables(table, ["r0", "r1"], ["c0", "c1", "c2"], 3, 18))
+    assert {grid[(1, 2)] for grid in grids} == {0, 1, 2}
 
 
 def test_cross_tab_lines_never_leave_a_small_remainder():
     rng = random.Random(4)
-    for _ in range(500):
+    for _ in range(250):
         k = rng.randint(3, 5)
         rows, cols = [f"r{i}" for i in range(rng.randint(2, 4))], [f"c{j}" for j in range(rng.randint(2, 4))]
         truth = {(r, c): rng.choice([0, 1, 2, 4, 6, 9]) for r in rows for c in cols}

@@ -12,6 +12,9 @@ from datetime import date, timedelta
 from itertools import product
 from typing import Any
 
+import numpy as np
+from scipy.optimize import Bounds, LinearConstraint, milp
+
 PLATFORMS = ("ios", "android")
 FORM_FACTORS = ("phone", "tablet")
 DEFAULT_MIN_GROUP_SIZE = 5
@@ -19,6 +22,8 @@ MIN_GROUP_SIZE_FLOOR = 3
 FEWER = "fewer than k participants"
 COMPLEMENTARY = "complementary: would reveal a suppressed cell"
 TOTAL_BELOW_K = "total below minimum group size"
+WHOLE = ("suppressed with all the others: with the reasons told apart, every smaller release would let a small "
+         "cell be solved for")
 
 
 @dataclass(frozen=True)
@@ -41,11 +46,8 @@ class DeviceFigures:
 def device_figures(counts: dict[tuple[str, str], int], k: int) -> DeviceFigures:
     """The platform × form-factor table with small cells suppressed.
 
-    Primary suppression: any cell with fewer than k participants (zero included, so a
-    hidden cell is never known to be empty). Complementary suppression: if the hidden
-    cells together hold between 1 and k-1 participants, the released total minus the
-    released cells would reveal that small group, so the smallest released cell is
-    hidden too, until the hidden cells add up to 0 or at least k. A total below k hides
+    Primary suppression: any cell with fewer than k participants, zero included.
+    Complementary suppression as in :func:`partition`. A total below k hides
     everything."""
     if k < MIN_GROUP_SIZE_FLOOR:
         raise ValueError(f"k must be at least {MIN_GROUP_SIZE_FLOOR}")
@@ -58,15 +60,14 @@ def device_figures(counts: dict[tuple[str, str], int], k: int) -> DeviceFigures:
             cells=[DeviceCell(p, f, None, True, "total below minimum group size") for p, f in keys],
         )
     primary = {key for key in keys if values[key] < k}
-    complementary: set[tuple[str, str]] = set()
-    while 0 < sum(values[key] for key in primary | complementary) < k:
-        released = sorted((key for key in keys if key not in primary | complementary), key=lambda c: values[c])
-        complementary.add(released[0])
+    hidden = _protected([["total", *keys]], {**values, "total": total}, primary, k, keep={"total"})
     cells = []
     for p, f in keys:
-        if (p, f) in primary:
+        if hidden is None:
+            cells.append(DeviceCell(p, f, None, True, WHOLE))
+        elif (p, f) in primary:
             cells.append(DeviceCell(p, f, None, True, FEWER))
-        elif (p, f) in complementary:
+        elif (p, f) in hidden:
             cells.append(DeviceCell(p, f, None, True, COMPLEMENTARY))
         else:
             cells.append(DeviceCell(p, f, values[(p, f)], False, None))
@@ -101,24 +102,25 @@ def partition(counts: dict[str, int], keys: list[str], k: int,
     """Cells that add up to a released total (single choice, scale points, days,
     device types): (cells in ``keys`` order, whether the total itself is hidden).
 
-    Primary: a cell below k, zero included (so a hidden cell is never known empty).
-    Complementary: while the hidden cells add up to between 1 and k-1 — which the
-    total minus the released cells would give away — the smallest released cell is
-    hidden too. A total below k hides everything."""
+    Primary: a cell below k, zero included. Complementary: while the hidden cells add
+    up to between 1 and k-1 — which the total minus the released cells would give
+    away — or the exact audit can pin a small one (two hidden cells "fewer than k"
+    that make up 2k-2 are both k-1), the smallest released cell is hidden too. The
+    total (the question's respondents) stays released. A total below k hides
+    everything."""
     _check_k(k)
     values = {key: counts.get(key, 0) for key in keys}
     if sum(values.values()) < k:
         return [_hidden(key, TOTAL_BELOW_K, labels) for key in keys], True
     primary = {key for key in keys if values[key] < k}
-    complementary: list[str] = []
-    while 0 < sum(values[key] for key in primary | set(complementary)) < k:
-        released = [key for key in keys if key not in primary and key not in complementary]
-        complementary.append(min(released, key=lambda c: values[c]))
+    hidden = _protected([["total", *keys]], {**values, "total": sum(values.values())}, primary, k, keep={"total"})
     cells = []
     for key in keys:
-        if key in primary:
+        if hidden is None:
+            cells.append(_hidden(key, WHOLE, labels))
+        elif key in primary:
             cells.append(_hidden(key, FEWER, labels))
-        elif key in complementary:
+        elif key in hidden:
             cells.append(_hidden(key, COMPLEMENTARY, labels))
         else:
             cells.append(Cell(key, values[key], False, None, (labels or {}).get(key)))
@@ -197,7 +199,9 @@ CROSS_TAB_METHOD = (
     "subtraction along a row, a column or a margin (including zeros that make other lines solvable) is "
     "treated as known, and while some line's unknown part adds up to between 1 and k-1 (or a small hidden "
     "value is derivable outright), one more released non-zero entry is hidden: the one that leaves the "
-    "fewest such lines, then the smallest"
+    "fewest such lines, then the smallest; then an exact audit (integer programs, knowing each hidden "
+    "figure's reason: 'fewer than k' is 0..k-1, complementary at least k) hides more until no small "
+    "non-zero cell and no small hidden part of a line has a single possible value"
 )
 
 
@@ -228,22 +232,119 @@ def _violations(lines: list[list[Any]], values: dict[Any, int], hidden: set[Any]
     return bad
 
 
-def _complement(lines: list[list[Any]], values: dict[Any, int], primary: set[Any], k: int) -> set[Any]:
+def _complement(lines: list[list[Any]], values: dict[Any, int], hidden: set[Any], k: int,
+                keep: frozenset[Any] | set[Any] = frozenset()) -> set[Any]:
     """Greedy complementary suppression with one step of lookahead: of the released
     non-zero entries on the lines that give something away (or, when those hold none,
     on the lines crossing them), hide the one after which the fewest lines still do.
     Picking simply the smallest entry cascades on sparse tables, where hiding a cell
-    whose column is still solvable only moves the leak."""
-    hidden = set(primary)
+    whose column is still solvable only moves the leak. Entries in ``keep`` (released
+    elsewhere) are never hidden."""
+    hidden = set(hidden)
     while bad := _violations(lines, values, hidden, k):
-        candidates = {e for line in bad for e in line if e not in hidden and values[e] > 0}
+        candidates = {e for line in bad for e in line if e not in hidden | keep and values[e] > 0}
         if not candidates:
             near = {e for line in bad for other in lines if set(other) & set(line) for e in other}
-            candidates = {e for e in near if e not in hidden and values[e] > 0}
+            candidates = {e for e in near if e not in hidden | keep and values[e] > 0}
         if not candidates:
-            raise AssertionError("no released entry left to protect a suppressed cell")  # total < k is caught earlier
+            return hidden  # left to the exact audit in _protected, which can hide everything
         hidden.add(min(candidates, key=lambda e: (len(_violations(lines, values, hidden | {e}, k)), values[e], str(e))))
     return hidden
+
+
+def _pinned(lines: list[list[Any]], values: dict[Any, int], hidden: set[Any], primary: set[Any],
+            k: int) -> list[list[Any]]:
+    """The exact audit: the lines through a small group that an attacker holding every
+    released figure, and every suppressed figure's reason, can still pin down.
+
+    The attacker's knowledge is integer linear: each line's entries add up to its
+    total, every count is a whole number, a cell hidden as "fewer than k" lies in
+    [0, k-1] and one hidden as complementary is at least k (it was not small). A
+    hidden small non-zero cell, or a line's hidden part adding up to 1..k-1, is pinned
+    when its minimum and maximum over that feasible set are both its true value. Two
+    integer programs per target, solved by HiGHS (scipy); the tables' equations form a
+    network (rows → cells → columns), so the relaxation is already integral and each
+    solve takes about a millisecond."""
+    order = sorted(hidden, key=str)
+    index = {e: i for i, e in enumerate(order)}
+    rows, rhs = [], []
+    for line in lines:
+        coefficients, constant = np.zeros(len(order)), 0
+        for e, sign in [(line[0], -1)] + [(part, 1) for part in line[1:]]:
+            if e in index:
+                coefficients[index[e]] += sign
+            else:
+                constant += sign * values[e]
+        if coefficients.any():
+            rows.append(coefficients)
+            rhs.append(-constant)
+    if not order:
+        return []
+    bounds = Bounds([0 if e in primary else k for e in order], [k - 1 if e in primary else np.inf for e in order])
+    constraints = [LinearConstraint(np.array(rows), rhs, rhs)] if rows else []
+    integrality = np.ones(len(order))
+
+    one_sum = len(rows) == 1 and bool(np.all(rows[0] == 1))
+    low, high = np.array(bounds.lb, dtype=float), np.array(bounds.ub, dtype=float)
+
+    def can_differ(objective: np.ndarray, truth: int) -> bool:
+        if one_sum:
+            # One equation, the hidden cells adding up to a known rest (a partition):
+            # the sum over a subset ranges over its bounds' sum, cut by what the rest
+            # of the cells can take up. Exact, and a thousand times quicker than HiGHS.
+            inside, outside = (objective > 0) & (rows[0] > 0), (objective == 0) & (rows[0] > 0)
+            lowest = max(low[inside].sum(), rhs[0] - high[outside].sum())
+            highest = min(high[inside].sum(), rhs[0] - low[outside].sum())
+            return highest > lowest
+        for sign in (-1, 1):  # the maximum first: most targets can grow
+            result = milp(sign * objective, constraints=constraints, integrality=integrality, bounds=bounds)
+            if result.status == 3:  # unbounded
+                return True
+            if result.status != 0:  # the truth is feasible, so only a failed solve: assume the worst
+                return False
+            if abs(sign * result.fun - truth) >= 0.5:
+                return True
+        return False
+
+    leaking = []
+    for e in order:
+        if e in primary and 0 < values[e] < k:
+            objective = np.zeros(len(order))
+            objective[index[e]] = 1
+            if not can_differ(objective, values[e]):
+                leaking += [line for line in lines if e in line]
+    for line in lines:
+        parts = [e for e in line[1:] if e in index]
+        if len(parts) > 1 and 0 < sum(values[e] for e in parts) < k:
+            objective = np.zeros(len(order))
+            objective[[index[e] for e in parts]] = 1
+            if not can_differ(objective, sum(values[e] for e in parts)):
+                leaking.append(line)
+    return leaking
+
+
+def _protected(lines: list[list[Any]], values: dict[Any, int], primary: set[Any], k: int,
+               keep: frozenset[Any] | set[Any] = frozenset()) -> set[Any] | None:
+    """What to hide: the primary entries, the greedy complement, then one more released
+    entry (the smallest on a leaking line, else near one) for as long as the exact
+    audit pins a small group. None when only hiding every entry but ``keep`` would
+    do: then each is hidden under one reason, which tells the attacker nothing about
+    its size (a table of zeros fits too)."""
+    hidden = set(primary)
+    while True:
+        hidden = _complement(lines, values, hidden, k, keep)
+        leaking = _pinned(lines, values, hidden, primary, k)
+        if not leaking:
+            return hidden
+        candidates = {e for line in leaking for e in line if e not in hidden | keep and values[e] > 0}
+        if not candidates:
+            near = {e for line in leaking for other in lines if set(other) & set(line) for e in other}
+            candidates = {e for e in near if e not in hidden | keep and values[e] > 0}
+        if not candidates:
+            candidates = {e for e in values if e not in hidden | keep and values[e] > 0}
+        if not candidates:
+            return None
+        hidden.add(min(candidates, key=lambda e: (values[e], str(e))))
 
 
 def cross_tab(counts: dict[tuple[str, str], int], row_keys: list[str], col_keys: list[str], k: int) -> CrossTab:
@@ -268,9 +369,11 @@ def cross_tab(counts: dict[tuple[str, str], int], row_keys: list[str], col_keys:
     lines += [[("col", c)] + [(r, c) for r in row_keys] for c in col_keys]
     lines += [["total"] + [("row", r) for r in row_keys], ["total"] + [("col", c) for c in col_keys]]
     primary = {e for e, v in values.items() if v < k}
-    hidden = _complement(lines, values, primary, k)
+    hidden = _protected(lines, values, primary, k)
 
     def cell(entry: Any, key: str) -> Cell:
+        if hidden is None:
+            return Cell(key, None, True, WHOLE)
         if entry not in hidden:
             return Cell(key, values[entry], False, None)
         return Cell(key, None, True, FEWER if entry in primary else COMPLEMENTARY)
