@@ -46,32 +46,14 @@ class DeviceFigures:
 def device_figures(counts: dict[tuple[str, str], int], k: int) -> DeviceFigures:
     """The platform × form-factor table with small cells suppressed.
 
-    Primary suppression: any cell with fewer than k participants, zero included.
-    Complementary suppression as in :func:`partition`. A total below k hides
-    everything."""
-    if k < MIN_GROUP_SIZE_FLOOR:
-        raise ValueError(f"k must be at least {MIN_GROUP_SIZE_FLOOR}")
+    The four cells partition the participants: :func:`partition` decides."""
     keys = list(product(PLATFORMS, FORM_FACTORS))
-    values = {key: counts.get(key, 0) for key in keys}
-    total = sum(values.values())
-    if total < k:
-        return DeviceFigures(
-            k=k, total=None, total_suppressed=True,
-            cells=[DeviceCell(p, f, None, True, "total below minimum group size") for p, f in keys],
-        )
-    primary = {key for key in keys if values[key] < k}
-    hidden = _protected([["total", *keys]], {**values, "total": total}, primary, k, keep={"total"})
-    cells = []
-    for p, f in keys:
-        if hidden is None:
-            cells.append(DeviceCell(p, f, None, True, WHOLE))
-        elif (p, f) in primary:
-            cells.append(DeviceCell(p, f, None, True, FEWER))
-        elif (p, f) in hidden:
-            cells.append(DeviceCell(p, f, None, True, COMPLEMENTARY))
-        else:
-            cells.append(DeviceCell(p, f, values[(p, f)], False, None))
-    return DeviceFigures(k=k, total=total, total_suppressed=False, cells=cells)
+    cells, total_hidden = partition({f"{p}/{f}": n for (p, f), n in counts.items()}, [f"{p}/{f}" for p, f in keys], k)
+    return DeviceFigures(
+        k=k, total=None if total_hidden else sum(counts.get(key, 0) for key in keys), total_suppressed=total_hidden,
+        cells=[DeviceCell(p, f, cell.value, cell.suppressed, cell.reason)
+               for (p, f), cell in zip(keys, cells, strict=True)],
+    )
 
 
 # --- released-or-suppressed figures ---------------------------------------------
@@ -97,6 +79,15 @@ def _hidden(key: str, reason: str, labels: dict[str, str] | None) -> Cell:
     return Cell(key, None, True, reason, (labels or {}).get(key))
 
 
+def _reason(entry: Any, primary: set[Any], hidden: set[Any] | None) -> str | None:
+    """Why ``entry`` is hidden (None: released), given what :func:`_protected` chose."""
+    if hidden is None:
+        return WHOLE
+    if entry in primary:
+        return FEWER
+    return COMPLEMENTARY if entry in hidden else None
+
+
 def partition(counts: dict[str, int], keys: list[str], k: int,
               labels: dict[str, str] | None = None) -> tuple[list[Cell], bool]:
     """Cells that add up to a released total (single choice, scale points, days,
@@ -114,17 +105,8 @@ def partition(counts: dict[str, int], keys: list[str], k: int,
         return [_hidden(key, TOTAL_BELOW_K, labels) for key in keys], True
     primary = {key for key in keys if values[key] < k}
     hidden = _protected([["total", *keys]], {**values, "total": sum(values.values())}, primary, k, keep={"total"})
-    cells = []
-    for key in keys:
-        if hidden is None:
-            cells.append(_hidden(key, WHOLE, labels))
-        elif key in primary:
-            cells.append(_hidden(key, FEWER, labels))
-        elif key in hidden:
-            cells.append(_hidden(key, COMPLEMENTARY, labels))
-        else:
-            cells.append(Cell(key, values[key], False, None, (labels or {}).get(key)))
-    return cells, False
+    return [_hidden(key, reason, labels) if (reason := _reason(key, primary, hidden))
+            else Cell(key, values[key], False, None, (labels or {}).get(key)) for key in keys], False
 
 
 def overlapping(counts: dict[str, int], keys: list[str], respondents: int, k: int,
@@ -266,6 +248,8 @@ def _pinned(lines: list[list[Any]], values: dict[Any, int], hidden: set[Any], pr
     network (rows → cells → columns), so the relaxation is already integral and each
     solve takes about a millisecond."""
     order = sorted(hidden, key=str)
+    if not order:
+        return []
     index = {e: i for i, e in enumerate(order)}
     rows, rhs = [], []
     for line in lines:
@@ -278,8 +262,6 @@ def _pinned(lines: list[list[Any]], values: dict[Any, int], hidden: set[Any], pr
         if coefficients.any():
             rows.append(coefficients)
             rhs.append(-constant)
-    if not order:
-        return []
     bounds = Bounds([0 if e in primary else k for e in order], [k - 1 if e in primary else np.inf for e in order])
     constraints = [LinearConstraint(np.array(rows), rhs, rhs)] if rows else []
     integrality = np.ones(len(order))
@@ -372,11 +354,8 @@ def cross_tab(counts: dict[tuple[str, str], int], row_keys: list[str], col_keys:
     hidden = _protected(lines, values, primary, k)
 
     def cell(entry: Any, key: str) -> Cell:
-        if hidden is None:
-            return Cell(key, None, True, WHOLE)
-        if entry not in hidden:
-            return Cell(key, values[entry], False, None)
-        return Cell(key, None, True, FEWER if entry in primary else COMPLEMENTARY)
+        reason = _reason(entry, primary, hidden)
+        return Cell(key, None, True, reason) if reason else Cell(key, values[entry], False, None)
 
     return CrossTab(
         row_keys, col_keys, [[cell((r, c), f"{r}|{c}") for c in col_keys] for r in row_keys],
