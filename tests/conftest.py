@@ -1,17 +1,21 @@
-"""Session fixtures: one real Kafka broker and one real MongoDB-protocol store.
+"""Session fixtures: one real Kafka broker and one real PostgreSQL cluster.
 
-Default: Apache Kafka (KRaft, Maven Central jars) and FerretDB (SQLite) as local
-processes on free ports, started by deploy/local's own launcher. With
-``TESSERA_TEST_STACK=testcontainers`` (where Docker exists) the same fixtures come from
-testcontainers: Apache Kafka's image and a real MongoDB.
+Default: Apache Kafka (KRaft, Maven Central jars) and PostgreSQL 15 (Debian's server
+binaries) as local processes on free ports, started by deploy/local's own launcher.
+With ``TESSERA_TEST_STACK=testcontainers`` (where Docker exists) the same fixtures come
+from testcontainers: Apache Kafka's image and PostgreSQL's.
+
+Every test that runs a service gets a database of its own (:meth:`Stack.database`),
+with the service's two roles, as in production.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 
@@ -19,37 +23,43 @@ import pytest
 @dataclass(frozen=True)
 class Stack:
     kafka_bootstrap: str
-    mongo_url: str
+    #: ``provision(service, database)`` → the service's database settings.
+    provision: Callable[[str, str], dict[str, str]]
+    superuser_url: str
+
+    def database(self, service: str) -> dict[str, str]:
+        """A fresh database for ``service``: ``database_url`` and ``database_owner_url``."""
+        return self.provision(service, f"test_{service}_{uuid4().hex[:10]}")
 
 
 def _local_stack(root: Path) -> Iterator[Stack]:
-    from tessera_devstack.processes import (
-        FerretConfig,
-        KafkaConfig,
-        start_ferretdb,
-        start_kafka,
-        wait_for_kafka,
-    )
+    from tessera_devstack.postgres import PostgresConfig, start_postgres
+    from tessera_devstack.processes import KafkaConfig, start_kafka, wait_for_kafka
 
     kafka = start_kafka(KafkaConfig(root / "kafka"))
     try:
-        ferret = start_ferretdb(FerretConfig(root / "ferretdb"))
+        postgres = start_postgres(PostgresConfig(root / "postgres", durable=False))
         try:
             bootstrap = f"127.0.0.1:{kafka.port}"
             wait_for_kafka(bootstrap)
-            yield Stack(bootstrap, f"mongodb://127.0.0.1:{ferret.port}/")
+            yield Stack(bootstrap, postgres.database, postgres.superuser_url)
         finally:
-            ferret.stop()
+            postgres.stop()
+            postgres.discard()
     finally:
         kafka.stop()
 
 
 def _testcontainers_stack() -> Iterator[Stack]:
     from testcontainers.kafka import KafkaContainer
-    from testcontainers.mongodb import MongoDbContainer
+    from testcontainers.postgres import PostgresContainer
 
-    with KafkaContainer("apache/kafka:4.1.1").with_kraft() as kafka, MongoDbContainer("mongo:7") as mongo:
-        yield Stack(kafka.get_bootstrap_server(), mongo.get_connection_url())
+    from tessera_devstack.postgres import provision
+
+    with KafkaContainer("apache/kafka:4.1.1").with_kraft() as kafka, PostgresContainer("postgres:15") as pg:
+        superuser = pg.get_connection_url(driver=None)
+        yield Stack(kafka.get_bootstrap_server(),
+                    lambda service, database: provision(superuser, service, database), superuser)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from support.apps import client_from, create_code, create_tenant, enrol, enrolment_settings, running
+from uuid import uuid4
+
+from support.apps import client_from, create_code, create_tenant, enrol, enrolment_settings, opened, running
+from support.db import fetch, fetchval
 from support.kafka import eventually, read_topic
 from tessera_common.events import DeviceEnrolled, Topics
 from tessera_enrolment.app import create_app
@@ -38,22 +41,15 @@ async def test_device_record_holds_only_the_allowed_fields_and_a_token_hash(gate
     code = await create_code(gateway, tenant)
     body = (await enrol(gateway, code["code"])).json()
 
-    from pymongo import AsyncMongoClient
+    owner_url = gateway_app.state.wiring.settings.database_owner_url.get_secret_value()
+    [device] = await fetch(owner_url, "SELECT * FROM devices WHERE participant_id = $1", body["participant_id"])
+    columns = {row["column_name"] for row in await fetch(
+        owner_url, "SELECT column_name FROM information_schema.columns WHERE table_name = 'devices'")}
 
-    client = AsyncMongoClient(stack.mongo_url)
-    devices = client[gateway_app.state.wiring.settings.mongo_database]["devices"]
-
-    async def published_and_drained():
-        device = await devices.find_one({"_id": body["participant_id"]})
-        return device if device and set(device) == DEVICE_FIELDS else None
-
-    try:
-        device = await eventually(published_and_drained)
-    finally:
-        await client.close()
-
+    assert columns == (DEVICE_FIELDS - {"_id"}) | {"participant_id"}
     assert body["device_token"] not in repr(device)
     assert device["token_sha256"] != body["device_token"]
+    assert await fetchval(owner_url, "SELECT count(*) FROM outbox") == 0  # published and removed
 
 
 async def test_device_enrolled_is_published_once_keyed_by_participant(gateway, stack):
@@ -74,31 +70,35 @@ async def test_device_enrolled_is_published_once_keyed_by_participant(gateway, s
     assert "traceparent" in record["headers"]
 
 
-async def test_an_event_left_in_the_outbox_by_a_crash_is_published_by_the_sweep(stack):
-    """Simulates a crash between the database write and the publish."""
-    from tessera_common.events import DeviceEnrolledData
+async def test_an_event_left_in_the_outbox_by_a_crash_is_published_after_restart(stack):
+    """Simulates a crash between the commit and the publish: the change and its event
+    are committed by the store alone, with no relay running."""
+    from tessera_common.events import DeviceEnrolledData, TenantRegistered, TenantRegisteredData
     from tessera_enrolment.store import EnrolmentStore
 
     settings = enrolment_settings(stack)
     app = create_app(settings)
-    from pymongo import AsyncMongoClient
-
-    mongo = AsyncMongoClient(stack.mongo_url, tz_aware=True)
-    store = EnrolmentStore(mongo[settings.mongo_database])
     now = datetime.now(UTC)
+    tenant_id = f"t_crash{uuid4().hex[:8]}"
     event = DeviceEnrolled(
-        source="tessera/enrolment", subject="p_crashcrashcrash", tenant_id="t_crashtenant01",
+        source="tessera/enrolment", subject="p_crashcrashcrash", tenant_id=tenant_id,
         data=DeviceEnrolledData(participant_id="p_crashcrashcrash", platform="ios", form_factor="phone",
                                 enrolled_at=now),
     )
-    await store.add_device(
-        {"_id": "p_crashcrashcrash", "tenant_id": "t_crashtenant01", "token_sha256": "0" * 64,
-         "platform": "ios", "form_factor": "phone", "enrolled_at": now},
-        event,
-    )  # written, never published: the process "died" here
-    await mongo.close()
+    async with opened(settings, "enrolment") as database:
+        store = EnrolmentStore(database)
+        await store.add_tenant(
+            {"_id": tenant_id, "name": "Crash", "region": "eu-west", "api_key_sha256": "0" * 64, "created_at": now},
+            TenantRegistered(source="tessera/enrolment", subject=tenant_id, tenant_id=tenant_id,
+                             data=TenantRegisteredData(region="eu-west", api_key_sha256="0" * 64)),
+        )
+        await store.add_code({"_id": "CRASHCODE1", "tenant_id": tenant_id, "created_at": now})
+        await store.enrol("CRASHCODE1", now, lambda tenant: (
+            {"_id": "p_crashcrashcrash", "tenant_id": tenant, "token_sha256": "0" * 64,
+             "platform": "ios", "form_factor": "phone", "enrolled_at": now}, event))
+        # committed, never published: the process "died" here
 
-    async with running(app):  # the restarted service sweeps its outbox
+    async with running(app):  # the restarted service publishes what its outbox holds
         records = await read_topic(
             stack.kafka_bootstrap, Topics.DEVICE_ENROLLED,
             lambda rs: any(event_id_of(r) == event.id for r in rs),
@@ -229,11 +229,11 @@ def request_of(record) -> str | None:
 
 
 async def test_readiness_fails_while_the_store_is_down_and_recovers(stack, tmp_path):
-    from tessera_devstack.processes import FerretConfig, start_ferretdb
+    from tessera_devstack.postgres import PostgresConfig, start_postgres
 
-    store = start_ferretdb(FerretConfig(tmp_path / "ferret"))
-    settings = enrolment_settings(stack)
-    settings.mongo_url = f"mongodb://127.0.0.1:{store.port}/?serverSelectionTimeoutMS=1000"
+    config = PostgresConfig(tmp_path / "pg", durable=False)
+    store = start_postgres(config)
+    settings = enrolment_settings(stack, **store.database("enrolment"))
     try:
         async with running(create_app(settings)) as gateway:
             assert (await gateway.get("/readyz")).status_code == 200
@@ -242,16 +242,20 @@ async def test_readiness_fails_while_the_store_is_down_and_recovers(stack, tmp_p
             alive = await gateway.get("/healthz")
             refused = await gateway.post("/v1/tenants", json={"name": "X", "region": "eu-west"},
                                          headers={"Authorization": f"Bearer {settings.operator_key.get_secret_value()}"})
-            store = start_ferretdb(FerretConfig(tmp_path / "ferret", port=store.port))
+            store = start_postgres(config)
             recovered = await eventually(lambda: _ready(gateway))
+            created = await gateway.post("/v1/tenants", json={"name": "X", "region": "eu-west"},
+                                         headers={"Authorization": f"Bearer {settings.operator_key.get_secret_value()}"})
     finally:
         store.stop()
+        store.discard()
 
     assert down.status_code == 503 and down.json()["checks"] == {"broker": True, "store": False}
     assert alive.status_code == 200
     assert refused.status_code == 503 and refused.json()["detail"]["code"] == "temporarily_unavailable"
     assert refused.headers["Retry-After"].isdigit()
     assert recovered
+    assert created.status_code == 201  # the pool reconnects by itself
 
 
 async def _ready(client) -> bool:
@@ -259,25 +263,38 @@ async def _ready(client) -> bool:
 
 
 async def test_concurrent_claims_never_take_more_places_than_a_code_has(stack):
-    """The claim is one conditional update; on FerretDB that needs the document lock
-    (tessera_common.mongo), without which several concurrent claims won the last place."""
+    """The claim is one conditional UPDATE in PostgreSQL: of five concurrent claims of
+    a one-place code, one wins, and the device of each loser is never written."""
     import asyncio
 
-    from pymongo import AsyncMongoClient
-
-    from support.apps import unique_db
+    from tessera_common.events import DeviceEnrolledData, TenantRegistered, TenantRegisteredData
     from tessera_enrolment.store import EnrolmentStore
 
-    mongo = AsyncMongoClient(stack.mongo_url, tz_aware=True)
-    store = EnrolmentStore(mongo[unique_db("claims")])
+    settings = enrolment_settings(stack)
     now = datetime.now(UTC)
-    try:
+    tenant_id = f"t_claims{uuid4().hex[:8]}"
+
+    def new_device(tenant: str):
+        participant_id = f"p_{uuid4().hex[:16]}"
+        return ({"_id": participant_id, "tenant_id": tenant, "token_sha256": "0" * 64, "platform": "ios",
+                 "form_factor": "phone", "enrolled_at": now},
+                DeviceEnrolled(source="tessera/enrolment", subject=participant_id, tenant_id=tenant,
+                               data=DeviceEnrolledData(participant_id=participant_id, platform="ios",
+                                                       form_factor="phone", enrolled_at=now)))
+
+    async with opened(settings, "enrolment") as database:
+        store = EnrolmentStore(database)
+        await store.add_tenant(
+            {"_id": tenant_id, "name": "Claims", "region": "eu-west", "api_key_sha256": "0" * 64, "created_at": now},
+            TenantRegistered(source="tessera/enrolment", subject=tenant_id, tenant_id=tenant_id,
+                             data=TenantRegisteredData(region="eu-west", api_key_sha256="0" * 64)),
+        )
         for trial in range(5):
             code = f"CODE{trial}"
-            await store.add_code({"_id": code, "tenant_id": "t_claims", "created_at": now, "expires_at": None,
-                                  "max_enrolments": 1, "remaining": 1, "enrolments": 0, "revoked_at": None})
-            claims = await asyncio.gather(*(store.claim_code(code, now) for _ in range(5)))
-            assert [c for c in claims if c is not None] == ["t_claims"]
-            assert (await store.codes.find_one({"_id": code}))["enrolments"] == 1
-    finally:
-        await mongo.close()
+            await store.add_code({"_id": code, "tenant_id": tenant_id, "created_at": now, "max_enrolments": 1})
+            claims = await asyncio.gather(*(store.enrol(code, now, new_device) for _ in range(5)))
+            assert len([c for c in claims if c is not None]) == 1
+            [listed] = [c for c in await store.list_codes(tenant_id, 10, 0) if c["_id"] == code]
+            assert listed["enrolments"] == 1
+        owner_url = settings.database_owner_url.get_secret_value()
+        assert await fetchval(owner_url, "SELECT count(*) FROM devices WHERE tenant_id = $1", tenant_id) == 5

@@ -17,10 +17,6 @@ from tessera_enrolment.app import EnrolmentSettings
 OPERATOR_KEY = "test-operator-key-" + uuid4().hex
 
 
-def unique_db(service: str) -> str:
-    return f"test_{service}_{uuid4().hex[:10]}"
-
-
 @contextlib.asynccontextmanager
 async def running(app: FastAPI, client_ip: str = "203.0.113.7") -> AsyncIterator[httpx.AsyncClient]:
     """The app with its lifespan (broker, store, relay) and an HTTP client whose
@@ -28,6 +24,22 @@ async def running(app: FastAPI, client_ip: str = "203.0.113.7") -> AsyncIterator
     async with app.router.lifespan_context(app):
         async with client_from(app, client_ip) as client:
             yield client
+
+
+@contextlib.asynccontextmanager
+async def opened(settings, service: str) -> AsyncIterator:
+    """A service's database opened (and migrated) as the service would, without the
+    service: for tests that act as the store alone, e.g. a process that dies after a
+    commit and before its relay publishes."""
+    from tessera_common.postgres import Database, migration_dirs
+
+    database = Database(settings.database_url.get_secret_value(), settings.database_owner_url.get_secret_value(),
+                        migration_dirs(service))
+    await database.open()
+    try:
+        yield database
+    finally:
+        await database.close()
 
 
 @contextlib.asynccontextmanager
@@ -84,12 +96,11 @@ async def enrol(client: httpx.AsyncClient, code: str, platform: str = "ios", for
 def enrolment_settings(stack, **overrides) -> EnrolmentSettings:
     return EnrolmentSettings(
         kafka_bootstrap_servers=stack.kafka_bootstrap,
-        mongo_url=stack.mongo_url,
-        mongo_database=unique_db("enrolment"),
         operator_key=OPERATOR_KEY,
         environment="test",
         outbox_sweep_seconds=0.5,
-        **{"internal_token": INTERNAL_TOKEN, "erased_marker_key": MARKER_KEY, **overrides},
+        **{"internal_token": INTERNAL_TOKEN, "erased_marker_key": MARKER_KEY, **stack.database("enrolment"),
+           **overrides},
     )
 
 
@@ -122,8 +133,11 @@ class Platform:
     def app(self, service: str) -> FastAPI:
         return getattr(self, f"{_attribute(service)}_app")
 
-    def db_name(self, service: str) -> str:
-        return self.app(service).state.wiring.settings.mongo_database
+    def database_url(self, service: str, owner: bool = False) -> str:
+        """The service's database, as its own role (``owner``: as the owner, which
+        row-level security does not bind: for tests that read every row)."""
+        settings = self.app(service).state.wiring.settings
+        return (settings.database_owner_url if owner else settings.database_url).get_secret_value()
 
     async def stop(self, service: str) -> None:
         """Stop a service as a crash would look to the others: its consumers leave the
@@ -176,15 +190,15 @@ async def running_platform(stack, spans: dict | None = None, rights_overrides: d
 
     private, public = generate_signing_key()
     common = dict(
-        kafka_bootstrap_servers=stack.kafka_bootstrap, mongo_url=stack.mongo_url, environment="test",
+        kafka_bootstrap_servers=stack.kafka_bootstrap, environment="test",
         internal_token=INTERNAL_TOKEN, erased_marker_key=MARKER_KEY, outbox_sweep_seconds=0.5,
         gateway_public_key=public,
     )
     behind = {name: LateTransport() for name in ("enrolment", "dialogue", "analytics", "rights")}
-    rights_settings = RightsSettings(mongo_database=unique_db("rights"), retry_base_seconds=2.0,
+    rights_settings = RightsSettings(**stack.database("rights"), retry_base_seconds=2.0,
                                      retry_check_seconds=0.5, **common, **(rights_overrides or {}))
-    dialogue_settings = DialogueSettings(mongo_database=unique_db("dialogue"), **common, **dialogue_overrides)
-    analytics_settings = AnalyticsSettings(mongo_database=unique_db("analytics"), **common)
+    dialogue_settings = DialogueSettings(**stack.database("dialogue"), **common, **dialogue_overrides)
+    analytics_settings = AnalyticsSettings(**stack.database("analytics"), **common)
     gateway_settings = enrolment_settings(stack, gateway_signing_key=private)
     factories = {
         "rights": lambda: create_rights(rights_settings, span_exporter=spans.get("rights"),

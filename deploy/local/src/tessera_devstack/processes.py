@@ -1,9 +1,9 @@
 """Start and stop the Docker-free stack's servers as local processes.
 
 Apache Kafka runs from Maven Central jars on the machine's JDK 17 (KRaft, one node
-that is both broker and controller); FerretDB v1.24.2 runs on an SQLite directory.
-Both are fetched or built once into the repository's ignored ``.cache/`` and reused.
-Everything listens on 127.0.0.1 only.
+that is both broker and controller), fetched once into the repository's ignored
+``.cache/`` and reused. PostgreSQL 15 runs from Debian's server binaries as a private
+cluster (see :mod:`tessera_devstack.postgres`). Everything listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ REPO = Path(__file__).resolve().parents[4]
 DEPLOY_LOCAL = REPO / "deploy" / "local"
 CACHE = Path(os.environ.get("TESSERA_CACHE_DIR", REPO / ".cache"))
 KAFKA_LIBS = CACHE / "kafka" / "libs"
-FERRETDB_BIN = CACHE / "bin" / "ferretdb"
 
 
 def free_port() -> int:
@@ -55,31 +54,19 @@ def ensure_kafka_jars() -> Path:
     return KAFKA_LIBS
 
 
-def ensure_ferretdb() -> Path:
-    """Build FerretDB v1.24.2 from the Go module proxy (pinned in deploy/local/ferretdb)."""
-    if not FERRETDB_BIN.exists():
-        FERRETDB_BIN.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["go", "build", "-trimpath", "-o", str(FERRETDB_BIN), "."],
-            cwd=DEPLOY_LOCAL / "ferretdb",
-            check=True,
-            env={**os.environ, "CGO_ENABLED": "0"},
-        )
-    return FERRETDB_BIN
-
-
 @dataclass
 class Server:
     name: str
     process: subprocess.Popen
     log_path: Path
     port: int = 0
+    stop_signal: int = signal.SIGTERM
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.process.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
+            os.killpg(self.process.pid, self.stop_signal)
         try:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -94,19 +81,21 @@ class Server:
 
 
 def spawn(
-    name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None, port: int = 0
+    name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None, port: int = 0,
+    user: int | None = None, group: int | None = None,
 ) -> Server:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
     process = subprocess.Popen(
         argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, env=env,
+        start_new_session=True, env=env, user=user, group=group,
+        extra_groups=[] if user is not None else None,
     )
     log.close()
     return Server(name, process, log_path, port)
 
 
-def _wait_for_port(server: Server, port: int, timeout: float) -> None:
+def wait_for_port(server: Server, port: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -171,28 +160,7 @@ def start_kafka(config: KafkaConfig, timeout: float = 90.0) -> Server:
         config.data_dir / "kafka.log",
         port=config.port,
     )
-    _wait_for_port(server, config.port, timeout)
-    return server
-
-
-@dataclass
-class FerretConfig:
-    data_dir: Path
-    port: int = field(default_factory=free_port)
-
-
-def start_ferretdb(config: FerretConfig, timeout: float = 30.0) -> Server:
-    binary = ensure_ferretdb()
-    sqlite_dir = config.data_dir / "sqlite"
-    sqlite_dir.mkdir(parents=True, exist_ok=True)
-    server = spawn(
-        "ferretdb",
-        [str(binary), f"--listen-addr=127.0.0.1:{config.port}", "--handler=sqlite",
-         f"--sqlite-url=file:{sqlite_dir}/", "--log-level=warn"],
-        config.data_dir / "ferretdb.log",
-        port=config.port,
-    )
-    _wait_for_port(server, config.port, timeout)
+    wait_for_port(server, config.port, timeout)
     return server
 
 

@@ -19,16 +19,16 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel, ValidationError
-from pymongo.errors import PyMongoError
 
 from tessera_common.broker import dead_letter
 from tessera_common.logs import get_logger
+from tessera_common.postgres import TRANSIENT_ERRORS as STORE_UNAVAILABLE
 
 log = get_logger(__name__)
 
 E = TypeVar("E", bound=BaseModel)
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (PyMongoError, ConnectionError, TimeoutError)
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (*STORE_UNAVAILABLE, ConnectionError, TimeoutError)
 
 
 def subscribe(

@@ -18,9 +18,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
-from pymongo.errors import PyMongoError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tessera_common.postgres import TRANSIENT_ERRORS as STORE_UNAVAILABLE
 from tessera_common.secrets import constant_time_equals, secret_hash, split_secret_selector
 
 TENANT_API_KEY_PREFIX = "tak"
@@ -128,7 +128,7 @@ def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
 
 async def _dependency_unavailable(_: Request, exc: Exception) -> JSONResponse:
     # The store or broker failed mid-request: the client may retry; nothing half-done
-    # is visible (single-document writes, outbox events published later).
+    # is visible (one transaction per change, its events committed with it).
     return JSONResponse(
         {"detail": {"code": "temporarily_unavailable", "message": "a backing service is unavailable; retry shortly"}},
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -139,7 +139,8 @@ async def _dependency_unavailable(_: Request, exc: Exception) -> JSONResponse:
 def install_common(app: FastAPI, max_body_bytes: int, checks: dict[str, ReadinessCheck]) -> None:
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    app.add_exception_handler(PyMongoError, _dependency_unavailable)
+    for error in STORE_UNAVAILABLE:
+        app.add_exception_handler(error, _dependency_unavailable)
     app.add_exception_handler(KafkaError, _dependency_unavailable)
     app.include_router(health_router(checks))
 

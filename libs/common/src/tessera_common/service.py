@@ -16,14 +16,13 @@ import uvicorn
 from fastapi import APIRouter, FastAPI
 from faststream.kafka import KafkaBroker
 from opentelemetry.sdk.trace.export import SpanExporter
-from pymongo import AsyncMongoClient
-from pymongo.asynchronous.database import AsyncDatabase
+from pathlib import Path
 
 from tessera_common.broker import ensure_topics, make_broker
 from tessera_common.http import install_common
 from tessera_common.logs import configure_logging, get_logger
-from tessera_common.mongo import make_mongo_client, ping
 from tessera_common.outbox import OutboxRelay
+from tessera_common.postgres import Database
 from tessera_common.settings import ServiceSettings
 from tessera_common.telemetry import Telemetry, setup_telemetry
 
@@ -35,17 +34,19 @@ class Wiring:
     settings: ServiceSettings
     telemetry: Telemetry
     broker: KafkaBroker
-    mongo: AsyncMongoClient
-    db: AsyncDatabase
+    database: Database
+    relay: OutboxRelay
 
 
-def wire(settings: ServiceSettings, span_exporter: SpanExporter | None = None) -> Wiring:
+def wire(settings: ServiceSettings, migrations: list[Path], span_exporter: SpanExporter | None = None) -> Wiring:
     """Build the clients; nothing connects until the app's lifespan starts."""
     configure_logging(settings.service_name, settings.log_level)
     telemetry = setup_telemetry(settings.service_name, settings.otlp_endpoint, span_exporter)
     broker = make_broker(settings.kafka_bootstrap_servers, telemetry.tracer_provider)
-    mongo = make_mongo_client(settings.mongo_url)
-    return Wiring(settings, telemetry, broker, mongo, mongo[settings.mongo_database])
+    owner_url = settings.database_owner_url.get_secret_value() if settings.database_owner_url else None
+    database = Database(settings.database_url.get_secret_value(), owner_url, migrations,
+                        max_size=settings.database_pool_size)
+    return Wiring(settings, telemetry, broker, database, OutboxRelay(broker, database))
 
 
 def service_app(
@@ -56,9 +57,9 @@ def service_app(
     routers: Sequence[APIRouter] = (),
     on_start: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
-    relay: OutboxRelay | None = None,
 ) -> FastAPI:
     settings = wiring.settings
+    relay = wiring.relay
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -67,26 +68,23 @@ def service_app(
             partitions=settings.kafka_topic_partitions,
             replication_factor=settings.kafka_replication_factor,
         )
+        await wiring.database.open()
         if on_start is not None:
             await on_start()
         await wiring.broker.start()
-        if relay is not None:
-            await relay.ensure_indexes()
-        sweeper = asyncio.create_task(relay.run(settings.outbox_sweep_seconds)) if relay else None
+        sweeper = asyncio.create_task(relay.run(settings.outbox_sweep_seconds))
         log.info("service_started", port=settings.port)
         try:
             yield
         finally:
-            if sweeper is not None:
-                sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
-            if relay is not None:
-                await relay.drain()
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await relay.drain()
             if on_stop is not None:
                 await on_stop()
             await wiring.broker.stop()
-            await wiring.mongo.close()
+            await wiring.database.close()
             wiring.telemetry.shutdown()
 
     async def broker_ready() -> bool:
@@ -96,7 +94,7 @@ def service_app(
             return False
 
     async def store_ready() -> bool:
-        return await ping(wiring.db)
+        return await wiring.database.ping()
 
     app = FastAPI(title=title, description=description, version="1", lifespan=lifespan)
     app.state.wiring = wiring

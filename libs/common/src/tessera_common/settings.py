@@ -30,8 +30,14 @@ class ServiceSettings(BaseSettings):
     #: are declared up front (deploy/k8s/README.md) with replication 3.
     kafka_topic_partitions: int = Field(default=3, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
-    mongo_url: str = "mongodb://127.0.0.1:27017/"
-    mongo_database: str = "tessera"
+    #: The service's own database, as its own role (which owns no table, so row-level
+    #: security applies to it), e.g. postgresql://tessera_dialogue:…@host:5432/tessera_dialogue.
+    database_url: SecretStr = SecretStr("postgresql://tessera@127.0.0.1:5432/tessera")
+    #: The same database as its owner role, for migrations at start; unset = the
+    #: service does not migrate (a deployment job runs ``tessera-migrate`` instead).
+    database_owner_url: SecretStr | None = None
+    #: Connections the service's pool keeps open at most (per replica).
+    database_pool_size: int = Field(default=10, ge=1)
 
     #: OTLP/HTTP traces endpoint (e.g. http://jaeger:4318/v1/traces); unset = no export.
     otlp_endpoint: str | None = None

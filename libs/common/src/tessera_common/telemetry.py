@@ -4,8 +4,8 @@ SRE follows one request from the phone through the gateway, over Kafka, into eve
 consumer in one trace; the trace context crosses Kafka in message headers (FastStream's
 ``KafkaTelemetryMiddleware`` writes and reads W3C ``traceparent``). What a span must
 never carry (DESIGN.md §1): personal data, tokens, answer text, full IP addresses.
-So HTTP spans get a sanitised path and a truncated client address, and PyMongo spans
-carry only the command name, never the statement.
+So HTTP spans get a sanitised path and a truncated client address, and asyncpg spans
+carry the parameterised statement (placeholders, never the values).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
+from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -79,7 +79,7 @@ class Telemetry:
         self.tracer_provider.shutdown()
 
 
-_pymongo_instrumented = False
+_asyncpg_instrumented = False
 _prometheus_reader: PrometheusMetricReader | None = None
 
 
@@ -91,7 +91,7 @@ def setup_telemetry(
     """One tracer and meter provider per service app, never global state set at import.
 
     ``extra_exporter`` lets tests read the spans a real request produced."""
-    global _pymongo_instrumented, _prometheus_reader
+    global _asyncpg_instrumented, _prometheus_reader
     resource = Resource.create({"service.name": service_name})
     tracer_provider = TracerProvider(resource=resource)
     if otlp_endpoint:
@@ -109,10 +109,10 @@ def setup_telemetry(
         metrics.set_meter_provider(meter_provider)
     meter_provider = metrics.get_meter_provider()  # type: ignore[assignment]
 
-    if not _pymongo_instrumented:
-        # capture_statement stays False: a statement holds the values, i.e. the data.
-        # PyMongo's instrumentation is process-wide: the first app's provider gets it,
-        # which is the only app in a deployed process.
-        PymongoInstrumentor().instrument(tracer_provider=tracer_provider, capture_statement=False)
-        _pymongo_instrumented = True
+    if not _asyncpg_instrumented:
+        # capture_parameters stays False: the parameters are the data. Every statement
+        # is parameterised, so its text holds placeholders only. The instrumentation is
+        # process-wide: the first app's provider gets it, the only app in a deployed process.
+        AsyncPGInstrumentor(capture_parameters=False).instrument(tracer_provider=tracer_provider)
+        _asyncpg_instrumented = True
     return Telemetry(tracer_provider=tracer_provider, meter_provider=meter_provider)  # type: ignore[arg-type]

@@ -38,7 +38,6 @@ from tessera_common.http import (
 from tessera_common.identity import ASSERTION_HEADER, Participant, sign_assertion
 from tessera_common.logs import get_logger
 from tessera_common.netaddr import truncate_ip
-from tessera_common.outbox import OutboxRelay
 from tessera_common.secrets import (
     constant_time_equals,
     new_id,
@@ -191,7 +190,6 @@ class Downstream:
 
 def build_router(
     store: EnrolmentStore,
-    relay: OutboxRelay,
     operator_key: str,
     throttle: GuessThrottle,
     downstreams: dict[str, Downstream] | None = None,
@@ -228,7 +226,7 @@ def build_router(
             tenant_id=tenant_id,
             data=TenantRegisteredData(region=body.region, api_key_sha256=tenant["api_key_sha256"]),
         )
-        relay.publish_soon(store.tenants, await store.add_tenant(tenant, event))
+        await store.add_tenant(tenant, event)
         log.info("tenant_created", tenant_id=tenant_id)
         return TenantOut(tenant_id=tenant_id, name=body.name, region=body.region, api_key=api_key)
 
@@ -244,7 +242,6 @@ def build_router(
                 "created_at": now,
                 "expires_at": body.expires_at,
                 "max_enrolments": body.max_enrolments,
-                "remaining": body.max_enrolments if body.max_enrolments is not None else 0,
                 "enrolments": 0,
                 "revoked_at": None,
             }
@@ -288,31 +285,35 @@ def build_router(
             )
         now = datetime.now(UTC)
         canonical = domain.normalise_code(body.code)
-        tenant_id = await store.claim_code(canonical, now) if canonical else None
-        if tenant_id is None:
+        participant_id = new_id("p")
+        device_token = new_split_secret(domain.DEVICE_TOKEN_PREFIX, participant_id)
+
+        def new_device(tenant_id: str) -> tuple[dict, DeviceEnrolled]:
+            device = domain.new_device_record(
+                participant_id, tenant_id, secret_hash(device_token), body.platform, body.form_factor, now
+            )
+            event = DeviceEnrolled(
+                source=SOURCE,
+                subject=participant_id,
+                tenant_id=tenant_id,
+                data=DeviceEnrolledData(
+                    participant_id=participant_id,
+                    platform=body.platform,
+                    form_factor=body.form_factor,
+                    enrolled_at=now,
+                ),
+            )
+            return device, event
+
+        device = await store.enrol(canonical, now, new_device) if canonical else None
+        if device is None:
             await throttle.failed(network)
             attempts.add(1, {"outcome": "invalid_code"})
             raise problem(
                 404, "code_not_valid",
                 "this code is not valid: check it for typos, or ask the organisation for a new one",
             )
-        participant_id = new_id("p")
-        device_token = new_split_secret(domain.DEVICE_TOKEN_PREFIX, participant_id)
-        device = domain.new_device_record(
-            participant_id, tenant_id, secret_hash(device_token), body.platform, body.form_factor, now
-        )
-        event = DeviceEnrolled(
-            source=SOURCE,
-            subject=participant_id,
-            tenant_id=tenant_id,
-            data=DeviceEnrolledData(
-                participant_id=participant_id,
-                platform=body.platform,
-                form_factor=body.form_factor,
-                enrolled_at=now,
-            ),
-        )
-        relay.publish_soon(store.devices, await store.add_device(device, event))
+        tenant_id = device["tenant_id"]
         attempts.add(1, {"outcome": "enrolled"})
         return EnrolmentOut(participant_id=participant_id, device_token=device_token, tenant_id=tenant_id)
 
@@ -324,7 +325,7 @@ def build_router(
             raise problem(401, "invalid_device_token", "this device token is not valid", UNAUTHORISED_HEADERS)
         today = datetime.now(UTC).date().isoformat()
         if device.get("last_used_on") != today:
-            await store.touch_device(device["_id"], today)
+            await store.touch_device(device["tenant_id"], device["_id"], today)
         return device
 
     def forwarder(downstream: Downstream):

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic import Field, SecretStr, model_validator
 
-from tessera_common.outbox import OutboxRelay
+from tessera_common.postgres import migration_dirs
 from tessera_common.service import serve, service_app, wire
 from tessera_common.settings import ServiceSettings
 from tessera_enrolment.api import Downstream, GuessThrottle, build_internal_router, build_router
@@ -18,7 +18,7 @@ from tessera_enrolment.store import EnrolmentStore
 class EnrolmentSettings(ServiceSettings):
     service_name: str = "tessera-enrolment"
     port: int = 8001
-    mongo_database: str = "tessera_enrolment"
+    database_url: SecretStr = SecretStr("postgresql://tessera_enrolment@127.0.0.1:5432/tessera_enrolment")
     #: Failed code attempts allowed per truncated client network (IPv4 /24, IPv6 /48).
     enrol_failures_per_network: str = Field(default="10/minute")
     #: Failed code attempts allowed across all clients: the brake on distributed guessing.
@@ -56,13 +56,11 @@ def create_app(
         )
         for name, url in {"dialogue": settings.dialogue_url, "rights": settings.rights_url}.items()
     }
-    wiring = wire(settings, span_exporter)
-    store = EnrolmentStore(wiring.db)
-    relay = OutboxRelay(wiring.broker, [store.tenants, store.devices], grace_seconds=settings.outbox_sweep_seconds)
+    wiring = wire(settings, migration_dirs("enrolment"), span_exporter)
+    store = EnrolmentStore(wiring.database)
     register_handlers(wiring.broker, store)
     router = build_router(
         store,
-        relay,
         operator_key=settings.operator_key.get_secret_value(),
         throttle=GuessThrottle(settings.enrol_failures_per_network, settings.enrol_failures_global),
         downstreams=downstreams,
@@ -78,10 +76,11 @@ def create_app(
         title="Tessera enrolment gateway",
         description="Tenants, opp codes and device enrolment; the gateway for mobile clients.",
         routers=[router, build_internal_router(store, settings.internal_token.get_secret_value())],
-        on_start=store.ensure_indexes,
         on_stop=close_downstreams,
-        relay=relay,
     )
+
+
+SETTINGS_CLASS = EnrolmentSettings
 
 
 def main() -> None:

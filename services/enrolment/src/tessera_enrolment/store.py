@@ -1,29 +1,27 @@
-"""Enrolment's MongoDB collections; nothing else touches them.
+"""Enrolment's PostgreSQL tables (``migrations/``); nothing else touches them.
 
 - ``tenants``: one per organisation; the API key only as its SHA-256.
-- ``codes``: opp codes, ``_id`` is the canonical code.
-- ``devices``: ``_id`` is the participant ID; only :data:`domain.DEVICE_FIELDS`.
+- ``codes``: opp codes, unique across tenants (a code names no tenant).
+- ``devices``: only :data:`domain.DEVICE_FIELDS`, keyed by participant ID.
 
-Claiming a code and recording a device are single-document atomic writes; the
-``device-enrolled`` event is written into the device document's outbox by the same
-write (see :mod:`tessera_common.outbox`).
+Every method is one unit of work scoped to its tenant by row-level security; the two
+lookups that must cross tenants (claiming a code, checking a device token) are the
+migrations' ``SECURITY DEFINER`` functions. Events commit with the change through the
+outbox (:mod:`tessera_common.outbox`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import date, datetime
 from typing import Any
 
-from pymongo import ASCENDING
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+import asyncpg
 
 from tessera_common.events import DeviceEnrolled, Topics, TenantRegistered, partition_key
-from tessera_common.mongo import document_lock
-from tessera_common.outbox import outbox_fields
+from tessera_common.postgres import Database, UniqueViolation, UnitOfWork
 
-
-#: The devices collection's name in the data map (tessera_common.datamap): erasure is
+#: The devices table's name in the data map (tessera_common.datamap): erasure is
 #: confirmed, and a participant's data is exported, under it.
 STORE_NAME = "enrolment.devices"
 
@@ -32,105 +30,132 @@ class CodeTaken(Exception):
     """A freshly generated code collided with an existing one (≈2^-49 per code)."""
 
 
-class EnrolmentStore:
-    def __init__(self, db: AsyncDatabase) -> None:
-        self.db = db
-        self.tenants = db["tenants"]
-        self.codes = db["codes"]
-        self.devices = db["devices"]
+def _device(row: asyncpg.Record) -> dict[str, Any]:
+    device = dict(row)
+    device["_id"] = device.pop("participant_id")
+    if isinstance(device.get("last_used_on"), date):
+        device["last_used_on"] = device["last_used_on"].isoformat()
+    return device
 
-    async def ensure_indexes(self) -> None:
-        await self.codes.create_index([("tenant_id", ASCENDING)])
-        await self.devices.create_index([("tenant_id", ASCENDING)])
+
+class EnrolmentStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def unit(self, tenant_id: str | None) -> UnitOfWork:
+        return UnitOfWork(self.database, tenant_id)
 
     # --- tenants ---------------------------------------------------------
 
-    async def add_tenant(self, tenant: dict[str, Any], event: TenantRegistered) -> dict[str, Any]:
-        document = {**tenant, **outbox_fields(event, Topics.TENANT_REGISTERED, None)}
-        await self.tenants.insert_one(document)
-        return document
+    async def add_tenant(self, tenant: dict[str, Any], event: TenantRegistered) -> None:
+        async with self.unit(tenant["_id"]) as uow:
+            await uow.connection.execute(
+                "INSERT INTO tenants (tenant_id, name, region, api_key_sha256, created_at)"
+                " VALUES ($1, $2, $3, $4, $5)",
+                tenant["_id"], tenant["name"], tenant["region"], tenant["api_key_sha256"], tenant["created_at"],
+            )
+            await uow.publish(event, Topics.TENANT_REGISTERED, None, aggregatetype="tenant")
 
     async def api_key_hash(self, tenant_id: str) -> str | None:
-        tenant = await self.tenants.find_one({"_id": tenant_id}, {"api_key_sha256": 1})
-        return tenant["api_key_sha256"] if tenant else None
+        async with self.unit(tenant_id) as uow:
+            return await uow.connection.fetchval("SELECT api_key_sha256 FROM tenants WHERE tenant_id = $1", tenant_id)
 
     # --- codes -----------------------------------------------------------
 
     async def add_code(self, code: dict[str, Any]) -> None:
         try:
-            await self.codes.insert_one(code)
-        except DuplicateKeyError:
+            async with self.unit(code["tenant_id"]) as uow:
+                await uow.connection.execute(
+                    "INSERT INTO codes (tenant_id, code, created_at, expires_at, max_enrolments, enrolments)"
+                    " VALUES ($1, $2, $3, $4, $5, 0)",
+                    code["tenant_id"], code["_id"], code["created_at"], code.get("expires_at"),
+                    code.get("max_enrolments"),
+                )
+        except UniqueViolation:
             raise CodeTaken from None
 
     async def list_codes(self, tenant_id: str, limit: int, skip: int) -> list[dict[str, Any]]:
-        cursor = self.codes.find({"tenant_id": tenant_id}).sort("created_at", ASCENDING).skip(skip).limit(limit)
-        return [code async for code in cursor]
+        async with self.unit(tenant_id) as uow:
+            rows = await uow.connection.fetch(
+                "SELECT code AS _id, tenant_id, created_at, expires_at, max_enrolments, enrolments, revoked_at"
+                " FROM codes WHERE tenant_id = $1 ORDER BY created_at, code LIMIT $2 OFFSET $3",
+                tenant_id, limit, skip,
+            )
+        return [dict(row) for row in rows]
 
     async def revoke_code(self, tenant_id: str, code: str, now: datetime) -> bool:
-        async with document_lock(self.codes, code):
-            result = await self.codes.update_one(
-                {"_id": code, "tenant_id": tenant_id},
-                {"$set": {"revoked_at": now}},
+        async with self.unit(tenant_id) as uow:
+            status = await uow.connection.execute(
+                "UPDATE codes SET revoked_at = coalesce(revoked_at, $3) WHERE tenant_id = $1 AND code = $2",
+                tenant_id, code, now,
             )
-        return result.matched_count == 1
-
-    async def claim_code(self, code: str, now: datetime) -> str | None:
-        """Take one enrolment from a usable code; returns its tenant, or None.
-
-        The conditions and the count are one atomic update, so two devices can never
-        both take a limited code's last place. A limited code counts ``remaining``
-        down; an unlimited one (``max_enrolments: null``) is matched by that instead,
-        and its ``remaining`` goes negative, meaning nothing. (No projection: FerretDB
-        does not implement one on findAndModify; and the lock, because FerretDB's
-        findAndModify is not atomic under concurrency: see tessera_common.mongo.)"""
-        async with document_lock(self.codes, code):
-            claimed = await self.codes.find_one_and_update(
-                {
-                    "_id": code,
-                    "revoked_at": None,
-                    "$and": [
-                        {"$or": [{"expires_at": None}, {"expires_at": {"$gt": now}}]},
-                        {"$or": [{"max_enrolments": None}, {"remaining": {"$gt": 0}}]},
-                    ],
-                },
-                {"$inc": {"remaining": -1, "enrolments": 1}},
-            )
-        return claimed["tenant_id"] if claimed else None
+        return status == "UPDATE 1"
 
     # --- devices ---------------------------------------------------------
 
-    async def add_device(self, device: dict[str, Any], event: DeviceEnrolled) -> dict[str, Any]:
-        document = {**device, **outbox_fields(event, Topics.DEVICE_ENROLLED, partition_key(device["_id"]))}
-        await self.devices.insert_one(document)
-        return document
+    async def enrol(
+        self, code: str, now: datetime, new_device: Callable[[str], tuple[dict[str, Any], DeviceEnrolled]]
+    ) -> dict[str, Any] | None:
+        """Take one place of a usable code and record the device with its
+        ``device-enrolled`` event, all in one transaction: a failure after the claim
+        gives the place back. ``new_device(tenant_id)`` makes the record and event.
+        None if the code is unknown, revoked, expired or used up."""
+        async with self.unit(None) as uow:
+            tenant_id = await uow.connection.fetchval("SELECT claim_opp_code($1, $2)", code, now)
+            if tenant_id is None:
+                return None
+            await uow.connection.execute("SELECT set_config('tessera.tenant_id', $1, true)", tenant_id)
+            device, event = new_device(tenant_id)
+            await uow.connection.execute(
+                "INSERT INTO devices (tenant_id, participant_id, token_sha256, platform, form_factor,"
+                " enrolled_at, last_used_on) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                tenant_id, device["_id"], device["token_sha256"], device["platform"], device["form_factor"],
+                device["enrolled_at"],
+                date.fromisoformat(device["last_used_on"]) if device.get("last_used_on") else None,
+            )
+            await uow.publish(event, Topics.DEVICE_ENROLLED, partition_key(device["_id"]), aggregatetype="device")
+        return device
 
     async def device(self, participant_id: str) -> dict[str, Any] | None:
-        return await self.devices.find_one({"_id": participant_id}, {"outbox": 0, "outbox_since": 0})
+        """The device a token names (any tenant's: the token tells the tenant)."""
+        async with self.unit(None) as uow:
+            row = await uow.connection.fetchrow("SELECT * FROM device_for_token($1)", participant_id)
+        return _device(row) if row is not None and row["participant_id"] is not None else None
 
     async def device_facts(self, tenant_id: str, participant_id: str) -> dict[str, Any] | None:
         """The device of this tenant's participant, as the participant may see it: the
-        facts of :data:`domain.DEVICE_FIELDS` without the token hash or any outbox.
-        Another tenant's participant is as absent as an unknown one."""
-        return await self.devices.find_one(
-            {"_id": participant_id, "tenant_id": tenant_id},
-            {"tenant_id": 1, "platform": 1, "form_factor": 1, "enrolled_at": 1},
-        )
+        facts of :data:`domain.DEVICE_FIELDS` without the token hash. Another tenant's
+        participant is as absent as an unknown one."""
+        async with self.unit(tenant_id) as uow:
+            row = await uow.connection.fetchrow(
+                "SELECT participant_id, tenant_id, platform, form_factor, enrolled_at FROM devices"
+                " WHERE tenant_id = $1 AND participant_id = $2",
+                tenant_id, participant_id,
+            )
+        return _device(row) if row is not None else None
 
-    async def touch_device(self, participant_id: str, today: str) -> None:
-        async with document_lock(self.devices, participant_id):
-            await self.devices.update_one({"_id": participant_id}, {"$set": {"last_used_on": today}})
+    async def touch_device(self, tenant_id: str, participant_id: str, today: str) -> None:
+        async with self.unit(tenant_id) as uow:
+            await uow.connection.execute(
+                "UPDATE devices SET last_used_on = $3 WHERE tenant_id = $1 AND participant_id = $2",
+                tenant_id, participant_id, date.fromisoformat(today),
+            )
 
     async def idle_participants(self, tenant_id: str, idle_since: datetime, limit: int) -> list[str]:
-        """Devices last used on a day before ``idle_since``'s (a device from before
-        ``last_used_on`` existed counts from its enrolment)."""
-        day = idle_since.date().isoformat()
-        cursor = self.devices.find(
-            {"tenant_id": tenant_id, "$or": [{"last_used_on": {"$lt": day}},
-                                              {"last_used_on": None, "enrolled_at": {"$lt": idle_since}}]},
-            {"_id": 1},
-        ).limit(limit)
-        return [d["_id"] async for d in cursor]
+        """Devices last used on a day before ``idle_since``'s (a device never used
+        since enrolment counts from its enrolment)."""
+        async with self.unit(tenant_id) as uow:
+            rows = await uow.connection.fetch(
+                "SELECT participant_id FROM devices WHERE tenant_id = $1"
+                " AND (last_used_on < $2 OR (last_used_on IS NULL AND enrolled_at < $3))"
+                " ORDER BY participant_id LIMIT $4",
+                tenant_id, idle_since.date(), idle_since, limit,
+            )
+        return [row["participant_id"] for row in rows]
 
     async def erase_device(self, tenant_id: str, participant_id: str) -> int:
-        result = await self.devices.delete_one({"_id": participant_id, "tenant_id": tenant_id})
-        return result.deleted_count
+        async with self.unit(tenant_id) as uow:
+            status = await uow.connection.execute(
+                "DELETE FROM devices WHERE tenant_id = $1 AND participant_id = $2", tenant_id, participant_id
+            )
+        return int(status.split()[-1])
