@@ -1,19 +1,27 @@
 # The two commands of a fresh machine: `make run` and `make test`.
-# uv comes from PyPI if it is missing; Kafka's jars (Maven Central) and FerretDB
-# (Go module proxy) are fetched into .cache/ on first use and reused afterwards.
+# uv comes from PyPI if it is missing; Kafka's jars (Maven Central) are fetched into
+# .cache/ on first use and reused afterwards; PostgreSQL 15's server and Chromium come
+# from Debian's packages when the machine lacks them.
 
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: run test unit lint bench deps stack-fetch browser clean
+.PHONY: run test unit lint bench deps stack-fetch postgres browser clean
 
 deps:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen --quiet
 
-stack-fetch: deps
+stack-fetch: deps postgres
 	$(UV) run --frozen tessera-devstack fetch
+
+## Debian's PostgreSQL 15 server binaries (the devstack runs its own private cluster).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql-15 server"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql-15; }
 
 ## The whole platform on the Docker-free stack; Ctrl-C stops everything it started.
 run: stack-fetch
@@ -26,7 +34,7 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
-## Unit, integration (real Kafka + FerretDB, a real headless Chromium) and end-to-end tests.
+## Unit, integration (real Kafka + PostgreSQL, a real headless Chromium) and end-to-end tests.
 test: stack-fetch browser
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 

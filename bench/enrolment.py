@@ -2,9 +2,10 @@
 bare baseline measured in the same run on the same local stack.
 
 Both servers run as separate processes (one uvicorn worker each) against one real
-Kafka and one FerretDB started here; the load comes from this process at a fixed
-concurrency, after a warm-up. On a 2-core machine the load generator, the server,
-FerretDB and Kafka share the cores, so read the ratio more than the absolute figures.
+Kafka and one PostgreSQL started here (durable: fsync and synchronous commit on); the
+load comes from this process at a fixed concurrency, after a warm-up. On a 2-core
+machine the load generator, the server, PostgreSQL and Kafka share the cores, so read
+the ratio more than the absolute figures.
 """
 
 from __future__ import annotations
@@ -22,16 +23,8 @@ from pathlib import Path
 import httpx
 
 from tessera_common.identity import generate_signing_key
-from tessera_devstack.processes import (
-    FerretConfig,
-    KafkaConfig,
-    Server,
-    free_port,
-    spawn,
-    start_ferretdb,
-    start_kafka,
-    wait_for_kafka,
-)
+from bench.stack import start_stack
+from tessera_devstack.processes import Server, free_port, spawn
 
 OPERATOR_KEY = "bench-operator-key-0123456789"
 
@@ -62,21 +55,20 @@ async def _load(url: str, make_body, total: int, concurrency: int) -> tuple[floa
     return total / elapsed, latencies
 
 
-async def _outbox_drain_seconds(mongo_url: str, timeout: float = 600) -> float:
-    """How long after the load the gateway's outbox is empty again: the background work
-    the request path did not wait for."""
-    from pymongo import AsyncMongoClient
+async def _outbox_drain_seconds(owner_url: str, timeout: float = 600) -> float:
+    """How long after the load the gateway's outbox is empty again: the publishing the
+    request path did not wait for."""
+    import asyncpg
 
-    client = AsyncMongoClient(mongo_url)
-    devices = client["tessera_enrolment"]["devices"]
+    connection = await asyncpg.connect(owner_url)
     started = time.perf_counter()
     try:
-        while await devices.count_documents({"outbox_since": {"$exists": True}}) > 0:
+        while await connection.fetchval("SELECT count(*) FROM outbox") > 0:
             if time.perf_counter() - started > timeout:
                 break
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.01)
     finally:
-        await client.close()
+        await connection.close()
     return time.perf_counter() - started
 
 
@@ -106,34 +98,22 @@ def main() -> None:
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
-    servers: list[Server] = []
+    os.chmod(root, 0o755)
+    stack = start_stack(root)
     try:
-        kafka = start_kafka(KafkaConfig(root / "kafka"))
-        servers.append(kafka)
-        ferret = start_ferretdb(FerretConfig(root / "ferretdb"))
-        servers.append(ferret)
-        bootstrap, mongo_url = f"127.0.0.1:{kafka.port}", f"mongodb://127.0.0.1:{ferret.port}/"
-        wait_for_kafka(bootstrap)
-
         private, public = generate_signing_key()
         gateway_port, baseline_port = free_port(), free_port()
-        bin_dir = Path(sys.executable).parent
-        gateway = spawn(
-            "enrolment", [shutil.which("tessera-enrolment", path=str(bin_dir)) or "tessera-enrolment"],
-            root / "enrolment.log",
-            env={**os.environ, "TESSERA_PORT": str(gateway_port), "TESSERA_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                 "TESSERA_MONGO_URL": mongo_url, "TESSERA_OPERATOR_KEY": OPERATOR_KEY,
-                 "TESSERA_GATEWAY_SIGNING_KEY": private, "TESSERA_GATEWAY_PUBLIC_KEY": public,
-                 "TESSERA_LOG_LEVEL": "WARNING", "TESSERA_ENVIRONMENT": "test"},
-            port=gateway_port,
+        gateway = stack.spawn_service(
+            "enrolment", gateway_port, TESSERA_OPERATOR_KEY=OPERATOR_KEY,
+            TESSERA_GATEWAY_SIGNING_KEY=private, TESSERA_GATEWAY_PUBLIC_KEY=public, TESSERA_ENVIRONMENT="test",
         )
-        servers.append(gateway)
         baseline = spawn(
             "baseline", [sys.executable, "-m", "bench.baseline_app"], root / "baseline.log",
-            env={**os.environ, "BENCH_PORT": str(baseline_port), "BENCH_MONGO_URL": mongo_url},
+            env={**os.environ, "BENCH_PORT": str(baseline_port),
+                 "BENCH_DATABASE_URL": stack.database("baseline")["database_owner_url"]},
             port=baseline_port,
         )
-        servers.append(baseline)
+        stack.servers.append(baseline)
         gateway_url, baseline_url = f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{baseline_port}"
         _wait_ready(gateway, f"{gateway_url}/readyz")
         _wait_ready(baseline, f"{baseline_url}/docs")
@@ -155,21 +135,19 @@ def main() -> None:
         ):
             asyncio.run(_load(url, body, args.warmup, args.concurrency))
             results[name] = asyncio.run(_load(url, body, args.requests, args.concurrency))
-        drained_after = asyncio.run(_outbox_drain_seconds(mongo_url))
+        drained_after = asyncio.run(_outbox_drain_seconds(stack.database("enrolment")["database_owner_url"]))
 
         print(f"\nTessera bench: {args.requests} requests after {args.warmup} warm-up, "
-              f"concurrency {args.concurrency}, {os.cpu_count()} cores, Kafka + FerretDB (SQLite) local")
+              f"concurrency {args.concurrency}, {os.cpu_count()} cores, Kafka + PostgreSQL 15 local")
         print(f"{'':<18}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
         for name, (rate, latencies) in results.items():
             print(f"{name:<18}{rate:>10.1f}{_percentile(latencies, 50) * 1000:>10.1f}"
                   f"{_percentile(latencies, 99) * 1000:>10.1f}")
         gateway_rate, baseline_rate = results["gateway enrol"][0], results["baseline insert"][0]
         print(f"gateway / baseline throughput: {gateway_rate / baseline_rate:.2f}")
-        print(f"gateway outbox empty {drained_after:.1f} s after the last request "
-              "(events are published at once; removing them from the documents lags)")
+        print(f"gateway outbox empty {drained_after:.2f} s after the last request")
     finally:
-        for server in reversed(servers):
-            server.stop()
+        stack.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

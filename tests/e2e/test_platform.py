@@ -29,7 +29,6 @@ def platform(stack, tmp_path_factory) -> Iterator[dict[str, str]]:
     private, public = generate_signing_key()
     urls: dict[str, str] = {}
     servers: list[Server] = []
-    suffix = os.urandom(4).hex()
     ports = {service: free_port() for service in SERVICES}
     try:
         for service in SERVICES:
@@ -40,8 +39,7 @@ def platform(stack, tmp_path_factory) -> Iterator[dict[str, str]]:
                 **os.environ,
                 "TESSERA_PORT": str(port),
                 "TESSERA_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
-                "TESSERA_MONGO_URL": stack.mongo_url,
-                "TESSERA_MONGO_DATABASE": f"e2e_{service}_{suffix}",
+                **{f"TESSERA_{name.upper()}": url for name, url in stack.database(service).items()},
                 "TESSERA_OPERATOR_KEY": OPERATOR_KEY,
                 "TESSERA_GATEWAY_SIGNING_KEY": private,
                 "TESSERA_GATEWAY_PUBLIC_KEY": public,

@@ -1,10 +1,12 @@
 """``tessera-devstack``: the whole platform on this machine, without Docker.
 
-``run``   start Kafka, FerretDB and the four services on fixed ports (each overridable),
-          print the URLs and the operator key, and stop everything on Ctrl-C.
+``run``   start Kafka, PostgreSQL (a private cluster with each service's database and
+          roles) and the four services on fixed ports (each overridable), print the URLs
+          and the operator key, and stop everything on Ctrl-C.
 ``keys``  print a fresh operator key and gateway key pair as ``export`` lines
           (for docker compose or a hand-run service).
-``fetch`` fetch Kafka's jars and build FerretDB into .cache/ (what ``run`` does first).
+``fetch`` fetch Kafka's jars into .cache/ and check PostgreSQL's server binaries are
+          there (what ``run`` does first).
 """
 
 from __future__ import annotations
@@ -24,17 +26,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tessera_common.identity import generate_signing_key
 from tessera_devstack.processes import (
     REPO,
-    FerretConfig,
     KafkaConfig,
     Server,
     spawn,
-    ensure_ferretdb,
     ensure_kafka_jars,
     port_open,
-    start_ferretdb,
     start_kafka,
     wait_for_kafka,
 )
+from tessera_devstack.postgres import PostgresConfig, server_binaries, start_postgres
 
 SERVICES = ("enrolment", "dialogue", "rights", "analytics")
 
@@ -46,7 +46,7 @@ class StackSettings(BaseSettings):
 
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
-    store_port: int = 27017
+    store_port: int = 5432
     enrolment_port: int = 8001
     dialogue_port: int = 8002
     rights_port: int = 8003
@@ -108,20 +108,28 @@ def run(settings: StackSettings) -> int:
         for server in reversed(servers):
             server.stop()
 
+    service_env: dict[str, dict[str, str]] = {}
+
     # Ctrl-C and SIGTERM both stop everything; SIGINT is set explicitly because a
     # parent that ignores it (a background job, some CI shells) would pass that on.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        print("starting Kafka and FerretDB (the first run fetches Kafka's jars and builds FerretDB)...")
+        print("starting Kafka and PostgreSQL (the first run fetches Kafka's jars)...")
         servers.append(start_kafka(KafkaConfig(
             settings.run_dir / "kafka", settings.kafka_port, settings.kafka_controller_port)))
-        servers.append(start_ferretdb(FerretConfig(settings.run_dir / "ferretdb", settings.store_port)))
+        postgres = start_postgres(PostgresConfig(settings.run_dir / "postgres", settings.store_port))
+        servers.append(postgres.server)
+        for service in SERVICES:
+            urls = postgres.database(service)
+            service_env[service] = {
+                "TESSERA_DATABASE_URL": urls["database_url"],
+                "TESSERA_DATABASE_OWNER_URL": urls["database_owner_url"],
+            }
         bootstrap = f"127.0.0.1:{settings.kafka_port}"
         wait_for_kafka(bootstrap)
         env.update(
             TESSERA_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-            TESSERA_MONGO_URL=f"mongodb://127.0.0.1:{settings.store_port}/",
             TESSERA_ENROLMENT_URL=f"http://127.0.0.1:{settings.enrolment_port}",
             TESSERA_DIALOGUE_URL=f"http://127.0.0.1:{settings.dialogue_port}",
             TESSERA_RIGHTS_URL=f"http://127.0.0.1:{settings.rights_port}",
@@ -133,7 +141,7 @@ def run(settings: StackSettings) -> int:
             command = shutil.which(f"tessera-{service}", path=str(bin_dir)) or f"tessera-{service}"
             servers.append(spawn(
                 service, [command], settings.run_dir / "logs" / f"{service}.log",
-                env={**env, "TESSERA_PORT": str(port)},
+                env={**env, **service_env[service], "TESSERA_PORT": str(port)},
             ))
         for service in SERVICES:
             port = getattr(settings, f"{service}_port")
@@ -148,7 +156,8 @@ def run(settings: StackSettings) -> int:
             port = getattr(settings, f"{service}_port")
             print(f"  {service:<10} http://127.0.0.1:{port}   (API docs: /docs)")
         print(f"  kafka      127.0.0.1:{settings.kafka_port}")
-        print(f"  store      mongodb://127.0.0.1:{settings.store_port}/  (FerretDB on SQLite)")
+        print(f"  store      PostgreSQL on 127.0.0.1:{settings.store_port}, one database per service"
+              f" (superuser password in {settings.run_dir / 'postgres' / 'superuser.password'})")
         print(f"  logs       {settings.run_dir / 'logs'}")
         if generated:
             print(f"\n  operator key (generated for this run): {env['TESSERA_OPERATOR_KEY']}")
@@ -182,7 +191,7 @@ def main() -> None:
         return
     if args.command == "fetch":
         print(ensure_kafka_jars())
-        print(ensure_ferretdb())
+        print(server_binaries())
         return
     sys.exit(run(StackSettings()))
 

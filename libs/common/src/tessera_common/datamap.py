@@ -1,10 +1,10 @@
-"""The data map: every collection of every service, what it holds, and which store
-must confirm a participant's erasure (DESIGN.md §2, issue 4).
+"""The data map: every table of every service's database, what it holds, and which
+store must confirm a participant's erasure (DESIGN.md §2, issue 4).
 
 One declaration that the rights service reads to know whom to wait for, and that a
-test checks against the databases the services really create: a collection that
-exists but is not declared here fails the build, so a store added later cannot be
-forgotten by erasure.
+test checks against the catalogues of the databases the services really create: a
+table that exists but is not declared here fails the build, so a store added later
+cannot be forgotten by erasure.
 """
 
 from __future__ import annotations
@@ -25,15 +25,17 @@ Category = Literal[
     "rights_requests",  # requests, deadlines, per-store progress; the raw ID only while open
     "audit_trail",  # hash-chained entries: markers, actors, reasons; never erased data or raw IDs
     "objection_markers",  # HMACs of participants who objected to analysis
+    "outbox",  # events committed with a change, until the relay has published them
+    "inbox",  # ids of events a consumer has applied: no participant data
 ]
 
 
 @dataclass(frozen=True)
-class Collection:
+class Table:
     service: str
-    collection: str
+    table: str
     categories: tuple[Category, ...]
-    #: The name under which this collection's erasure is confirmed
+    #: The name under which this table's erasure is confirmed
     #: (``store-erasure-completed.data.store``), or None when it holds no participant data.
     erasure_store: str | None = None
     #: True where a participant's objection to analysis must be applied (figures): the
@@ -41,33 +43,43 @@ class Collection:
     applies_objection: bool = False
 
 
-DATA_MAP: tuple[Collection, ...] = (
-    Collection("enrolment", "tenants", ("tenant_account",)),
-    Collection("enrolment", "codes", ("opp_codes",)),
-    Collection("enrolment", "devices", ("device_facts",), erasure_store="enrolment.devices"),
-    Collection("dialogue", "tenants", ("tenant_account",)),
-    Collection("dialogue", "dialogues", ("dialogue_content",)),
-    Collection("dialogue", "answers", ("answers",), erasure_store="dialogue.answers"),
-    Collection("dialogue", "erased", ("erasure_markers",)),
-    Collection("analytics", "tenants", ("tenant_account",)),
-    Collection("analytics", "device_contributions", ("device_facts", "aggregates"),
+SERVICES = ("enrolment", "dialogue", "rights", "analytics")
+
+#: In every service's database. An event in the outbox lives for the moment between a
+#: commit and its publish; a participant's erasure deletes what of theirs still waits
+#: there (each store's erasure does, in its own transaction).
+_INFRASTRUCTURE = tuple(
+    table for service in SERVICES
+    for table in (Table(service, "outbox", ("outbox",)), Table(service, "inbox", ("inbox",)))
+)
+
+DATA_MAP: tuple[Table, ...] = _INFRASTRUCTURE + (
+    Table("enrolment", "tenants", ("tenant_account",)),
+    Table("enrolment", "codes", ("opp_codes",)),
+    Table("enrolment", "devices", ("device_facts",), erasure_store="enrolment.devices"),
+    Table("dialogue", "tenants", ("tenant_account",)),
+    Table("dialogue", "dialogues", ("dialogue_content",)),
+    Table("dialogue", "answers", ("answers",), erasure_store="dialogue.answers"),
+    Table("dialogue", "erased", ("erasure_markers",)),
+    Table("analytics", "tenants", ("tenant_account",)),
+    Table("analytics", "device_contributions", ("device_facts", "aggregates"),
                erasure_store="analytics.contributions", applies_objection=True),
-    Collection("analytics", "answer_contributions", ("answers", "aggregates"),
+    Table("analytics", "answer_contributions", ("answers", "aggregates"),
                erasure_store="analytics.contributions", applies_objection=True),
     # Counters per question; a record being settled is named there by a hashed ID for
     # the moment of the update (store._settle), and taken out by erasure's retraction.
-    Collection("analytics", "question_figures", ("figures",)),
-    Collection("analytics", "dialogues", ("dialogue_content",)),
-    Collection("analytics", "erased", ("erasure_markers",)),
-    Collection("analytics", "objected", ("objection_markers",)),
-    Collection("rights", "tenants", ("tenant_account",)),
-    Collection("rights", "data_keys", ("data_keys",), erasure_store="rights.data_keys"),
-    Collection("rights", "erased_participants", ("erasure_markers",)),
+    Table("analytics", "question_figures", ("figures",)),
+    Table("analytics", "dialogues", ("dialogue_content",)),
+    Table("analytics", "erased", ("erasure_markers",)),
+    Table("analytics", "objected", ("objection_markers",)),
+    Table("rights", "tenants", ("tenant_account",)),
+    Table("rights", "data_keys", ("data_keys",), erasure_store="rights.data_keys"),
+    Table("rights", "erased_participants", ("erasure_markers",)),
     # A request holds the raw participant ID (retries and access need it) until the
     # participant's erasure completes, which strips it from all their requests.
-    Collection("rights", "requests", ("rights_requests",)),
-    Collection("rights", "audit", ("audit_trail",)),
-    Collection("rights", "audit_heads", ("audit_trail",)),
+    Table("rights", "requests", ("rights_requests",)),
+    Table("rights", "audit", ("audit_trail",)),
+    Table("rights", "audit_heads", ("audit_trail",)),
 )
 
 
@@ -81,5 +93,5 @@ def objection_stores() -> frozenset[str]:
     return frozenset(c.erasure_store for c in DATA_MAP if c.applies_objection and c.erasure_store is not None)
 
 
-def collections_of(service: str) -> frozenset[str]:
-    return frozenset(c.collection for c in DATA_MAP if c.service == service)
+def tables_of(service: str) -> frozenset[str]:
+    return frozenset(c.table for c in DATA_MAP if c.service == service)

@@ -121,7 +121,10 @@ class Database:
         """One transaction, scoped to ``tenant_id`` by row-level security (None: no
         tenant, so no tenant row is visible)."""
         async with self.pool.acquire() as connection, connection.transaction():
-            await connection.execute("SELECT set_config('tessera.tenant_id', $1, true)", tenant_id or "")
+            if tenant_id is not None:
+                # Local to this transaction: the pooled connection's next user starts
+                # with no tenant again (unset or '' both match no row).
+                await connection.execute("SELECT set_config('tessera.tenant_id', $1, true)", tenant_id)
             yield connection
 
 
@@ -172,6 +175,14 @@ class UnitOfWork:
         aggregate = aggregateid or (key.decode() if key is not None else event.subject or event.id)
         await insert_outbox(self.connection, Outgoing(event, topic, key, aggregatetype, aggregate))
         self.published += 1
+
+    async def discard_pending(self, key: bytes) -> int:
+        """Delete the events keyed ``key`` (a participant) that still wait in the outbox:
+        erasure leaves nothing of the participant in this database, and an event about
+        data that is gone must not be published after it (a relay pass that holds them
+        now finishes first: the delete waits for its lock)."""
+        status = await self.connection.execute("DELETE FROM outbox WHERE key = $1", key.decode())
+        return int(status.split()[-1])
 
     async def first_delivery(self, consumer: str, event_id: str) -> bool:
         """Record that ``consumer`` applies ``event_id`` in this transaction; False if

@@ -154,8 +154,11 @@ class EnrolmentStore:
         return [row["participant_id"] for row in rows]
 
     async def erase_device(self, tenant_id: str, participant_id: str) -> int:
+        """Delete the device (its token stops working at once) and any of its events
+        still waiting in the outbox."""
         async with self.unit(tenant_id) as uow:
             status = await uow.connection.execute(
                 "DELETE FROM devices WHERE tenant_id = $1 AND participant_id = $2", tenant_id, participant_id
             )
+            await uow.discard_pending(partition_key(participant_id))
         return int(status.split()[-1])
