@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from support.apps import opened
-from support.db import fetch, fetchval
+from support.db import connected, fetch, fetchval
 from tessera_common.events import (
     AnswerChanged,
     AnswerChangedData,
@@ -222,3 +222,30 @@ async def test_a_redelivered_registration_keeps_the_settings_the_tenant_changed(
                                 event_id=str(uuid4()), consumer="test")
     tenant = await store.tenant(tenant_id)
     assert (tenant["min_group_size"], tenant["pii_policy"], tenant["revision"]) == (7, "redact", 1)
+
+
+async def test_the_group_view_and_a_participants_answers_are_read_through_indexes(replicas):
+    """At a size where a scan would cost, the planner uses the indexes for the reads
+    every participant makes (and row-level security does not stop it)."""
+    store, _, owner_url = replicas
+    tenant_id = await new_tenant(store)
+    async with connected(owner_url) as owner:
+        await owner.execute(
+            "INSERT INTO answers (tenant_id, answer_id, participant_id, dialogue_id, question_id, kind,"
+            " scale_value, version, submitted_at, updated_at)"
+            " SELECT $1, 'a_bulk' || n, 'p_bulk' || (n % 5000), 'd_bulk' || (n % 40), 'q_bulk' || (n % 400),"
+            " 'scale', 3, 1, now(), now() FROM generate_series(1, 40000) AS n",
+            tenant_id,
+        )
+        await owner.execute("ANALYZE answers")
+    reads = {
+        "group view": ("SELECT participant_id, choices, scale_value, text, findings FROM answers"
+                       " WHERE tenant_id = $1 AND dialogue_id = $2 AND question_id = $3 AND withdrawn_at IS NULL",
+                       (tenant_id, "d_bulk7", "q_bulk7")),
+        "my answers": ("SELECT answer_id FROM answers WHERE tenant_id = $1 AND participant_id = $2"
+                       " AND withdrawn_at IS NULL ORDER BY submitted_at, answer_id", (tenant_id, "p_bulk7")),
+    }
+    async with UnitOfWork(store.database, tenant_id) as uow:
+        for name, (query, arguments) in reads.items():
+            plan = "\n".join(row[0] for row in await uow.connection.fetch(f"EXPLAIN {query}", *arguments))
+            assert "Seq Scan" not in plan and "answers_by_" in plan, f"{name}:\n{plan}"
