@@ -9,16 +9,16 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
-from pymongo import AsyncMongoClient
-
 from support.apps import (
     Platform,
     bearer,
     create_tenant,
     enrol_devices,
     running_platform,
+    opened,
     tenant_known_to_dialogue,
 )
+from support.db import fetchval
 from support.kafka import eventually, produce, read_topic
 from tessera_common.crypto import open_text
 from tessera_common.events import (
@@ -290,65 +290,71 @@ async def test_erasure_deletes_every_answer_confirms_and_nothing_comes_back(plat
         data=ErasureRequestedData(request_id=request_id, participant_id=device["participant_id"],
                                   reason="participant", requested_at=datetime.now(UTC)),
     )
-    mongo = AsyncMongoClient(stack.mongo_url)
-    answers = mongo[platform.db_name("dialogue")]["answers"]
-    try:
-        for _ in range(2):  # the second is a redelivery: nothing more, confirmed again
-            await produce(stack.kafka_bootstrap, Topics.ERASURE_REQUESTED, event.model_dump_json().encode(),
-                          key=device["participant_id"].encode())
-        confirmations = await read_topic(
-            stack.kafka_bootstrap, Topics.STORE_ERASURE_COMPLETED,
-            until=lambda rs: sum(r["value"]["data"]["request_id"] == request_id
-                                 and r["value"]["data"]["store"] == "dialogue.answers" for r in rs) >= 2)
-        mine = [StoreErasureCompleted.model_validate(r["value"]) for r in confirmations
-                if r["value"]["data"]["request_id"] == request_id and r["value"]["data"]["store"] == "dialogue.answers"]
-        assert sorted(c.data.documents_deleted for c in mine) == [0, 1]
-        assert await answers.count_documents({"participant_id": device["participant_id"]}) == 0
-        assert await answers.count_documents({"participant_id": other["participant_id"]}) == 1
+    owner_url = platform.database_url("dialogue", owner=True)
 
-        # An assertion issued before the erasure (valid for a minute) cannot write again.
-        assertion = sign_assertion(platform.signing_key, Participant(device["participant_id"], tenant["tenant_id"]),
-                                   "tessera-dialogue")
-        late = await platform.dialogue.put(answer_path(dialogue, "scale"), json={"value": 3},
-                                           headers={ASSERTION_HEADER: assertion})
-        assert late.status_code == 410
-        assert await answers.count_documents({"participant_id": device["participant_id"]}) == 0
-    finally:
-        await mongo.close()
+    async def answers_of(participant_id: str) -> int:
+        return await fetchval(owner_url, "SELECT count(*) FROM answers WHERE participant_id = $1", participant_id)
+
+    for _ in range(2):  # the second is a redelivery: nothing more, confirmed again
+        await produce(stack.kafka_bootstrap, Topics.ERASURE_REQUESTED, event.model_dump_json().encode(),
+                      key=device["participant_id"].encode())
+    confirmations = await read_topic(
+        stack.kafka_bootstrap, Topics.STORE_ERASURE_COMPLETED,
+        until=lambda rs: sum(r["value"]["data"]["request_id"] == request_id
+                             and r["value"]["data"]["store"] == "dialogue.answers" for r in rs) >= 2)
+    mine = [StoreErasureCompleted.model_validate(r["value"]) for r in confirmations
+            if r["value"]["data"]["request_id"] == request_id and r["value"]["data"]["store"] == "dialogue.answers"]
+    assert sorted(c.data.documents_deleted for c in mine) == [0, 1]
+    assert await answers_of(device["participant_id"]) == 0
+    assert await answers_of(other["participant_id"]) == 1
+
+    # An assertion issued before the erasure (valid for a minute) cannot write again.
+    assertion = sign_assertion(platform.signing_key, Participant(device["participant_id"], tenant["tenant_id"]),
+                               "tessera-dialogue")
+    late = await platform.dialogue.put(answer_path(dialogue, "scale"), json={"value": 3},
+                                       headers={ASSERTION_HEADER: assertion})
+    assert late.status_code == 410
+    assert await answers_of(device["participant_id"]) == 0
 
 
 async def test_a_crash_before_publishing_loses_no_event(platform, stack):
-    """The answer and its event are one write; the sweep publishes what a crash left."""
+    """The answer and its event commit together; whichever replica's relay runs next
+    publishes what a process that died after its commit left in the outbox."""
+    from tessera_common.events import AnswerSubmittedData
+    from tessera_common.postgres import now_ms
+    from tessera_dialogue.store import DialogueStore
+
     tenant = await new_tenant(platform)
     dialogue = await published_dialogue(platform, tenant)
     (device,) = await enrol_devices(platform, tenant, 1)
-    mongo = AsyncMongoClient(stack.mongo_url)
-    try:
-        answers = mongo[platform.db_name("dialogue")]["answers"]
-        # Simulate the crash: write as the service would, but never call publish_soon.
-        from tessera_dialogue.store import DialogueStore
-        from tessera_common.events import AnswerSubmittedData
-        answer_id = f"a_crash{uuid4().hex[:10]}"
-        store = DialogueStore(mongo[platform.db_name("dialogue")])
-        now = datetime.now(UTC)
-        event = AnswerSubmitted(source="tessera/dialogue", subject=answer_id, tenant_id=tenant["tenant_id"],
-                                data=AnswerSubmittedData(participant_id=device["participant_id"],
-                                                         dialogue_id=dialogue["dialogue_id"],
-                                                         question_id=qid(dialogue, "scale"), answer_id=answer_id,
-                                                         question_kind="scale", scale_value=3, submitted_at=now))
-        await store.insert_answer({"_id": answer_id, "participant_id": device["participant_id"]}, event,
-                                  Topics.ANSWER_SUBMITTED, device["participant_id"].encode())
-        records = await read_topic(stack.kafka_bootstrap, Topics.ANSWER_SUBMITTED,
-                                   until=lambda rs: any(r["value"]["id"] == event.id for r in rs))
-        assert sum(r["value"]["id"] == event.id for r in records) == 1
-        assert await eventually(lambda: _outbox_empty(answers, answer_id))
-    finally:
-        await mongo.close()
+    participant_id = device["participant_id"]
+    answer_id = f"a_crash{uuid4().hex[:10]}"
+    now = now_ms()
+    event = AnswerSubmitted(source="tessera/dialogue", subject=answer_id, tenant_id=tenant["tenant_id"],
+                            data=AnswerSubmittedData(participant_id=participant_id,
+                                                     dialogue_id=dialogue["dialogue_id"],
+                                                     question_id=qid(dialogue, "scale"), answer_id=answer_id,
+                                                     question_kind="scale", scale_value=3, submitted_at=now))
+    row = {"_id": answer_id, "tenant_id": tenant["tenant_id"], "participant_id": participant_id,
+           "dialogue_id": dialogue["dialogue_id"], "question_id": qid(dialogue, "scale"), "version": 1,
+           "submitted_at": now, "kind": "scale", "text": None, "choices": [], "scale_value": 3,
+           "screening_action": "none", "findings": [], "screening_kinds": [], "idempotency_key": None,
+           "fingerprint": None, "updated_at": now}
+    # Another "process" on the same database: it commits, and dies before any relay of its own runs.
+    async with opened(platform.dialogue_app.state.wiring.settings, "dialogue") as database:
+        assert await DialogueStore(database).save_answer(
+            row, expected_version=None, marker="m_not_erased", freeze_dialogue_at=None, event=event,
+            topic=Topics.ANSWER_SUBMITTED)
+    records = await read_topic(stack.kafka_bootstrap, Topics.ANSWER_SUBMITTED,
+                               until=lambda rs: any(r["value"]["id"] == event.id for r in rs))
+    assert sum(r["value"]["id"] == event.id for r in records) == 1
+    owner_url = platform.database_url("dialogue", owner=True)
 
+    async def outbox_empty() -> bool:
+        return await fetchval(owner_url, "SELECT count(*) FROM outbox WHERE id = $1", event.id) == 0
 
-async def _outbox_empty(answers, answer_id) -> bool:
-    document = await answers.find_one({"_id": answer_id})
-    return document is not None and "outbox" not in document
+    assert await eventually(outbox_empty)
+    assert await fetchval(owner_url, "SELECT version FROM answers WHERE answer_id = $1", answer_id) == 1
 
 
 def test_answer_events_carry_text_only_as_ciphertext():

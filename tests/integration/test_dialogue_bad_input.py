@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from uuid import uuid4
 
 import pytest
-from pymongo import AsyncMongoClient
 
 from support.apps import Platform, bearer, create_tenant, enrol_devices, running_platform, tenant_known_to_dialogue
+from support.db import fetchval
 from tessera_common.identity import ASSERTION_HEADER, Participant, generate_signing_key, sign_assertion
 
 pytestmark = pytest.mark.connected
@@ -45,11 +45,19 @@ async def world(platform):
     return made
 
 
+class AnswerRows:
+    """The dialogue database's answers, counted as its owner (every tenant's rows)."""
+
+    def __init__(self, owner_url: str) -> None:
+        self.owner_url = owner_url
+
+    async def count(self) -> int:
+        return await fetchval(self.owner_url, "SELECT count(*) FROM answers")
+
+
 @pytest.fixture
-async def answers_db(stack, platform):
-    mongo = AsyncMongoClient(stack.mongo_url)
-    yield mongo[platform.db_name("dialogue")]["answers"]
-    await mongo.close()
+def answers_db(platform) -> AnswerRows:
+    return AnswerRows(platform.database_url("dialogue", owner=True))
 
 
 def path(world_part: dict, kind: str, tail: str = "answer") -> str:
@@ -78,11 +86,11 @@ async def test_a_wrong_answer_is_refused_with_its_reason_and_nothing_is_stored(
     platform, world, answers_db, kind, body, status, code
 ):
     mine = world["mine"]
-    before = await answers_db.count_documents({})
+    before = await answers_db.count()
     response = await platform.gateway.put(path(mine, kind), json=body, headers=bearer(mine["device"]["device_token"]))
     assert response.status_code == status, response.text
     assert response.json()["detail"]["code"] == code
-    assert await answers_db.count_documents({}) == before
+    assert await answers_db.count() == before
 
 
 @pytest.mark.parametrize(
@@ -91,11 +99,11 @@ async def test_a_wrong_answer_is_refused_with_its_reason_and_nothing_is_stored(
 )
 async def test_a_malformed_body_is_422(platform, world, answers_db, body):
     mine = world["mine"]
-    before = await answers_db.count_documents({})
+    before = await answers_db.count()
     response = await platform.gateway.put(path(mine, "single_choice"), json=body,
                                           headers=bearer(mine["device"]["device_token"]))
     assert response.status_code == 422
-    assert await answers_db.count_documents({}) == before
+    assert await answers_db.count() == before
 
 
 async def test_an_oversized_body_is_413_at_the_gateway(platform, world):
@@ -107,7 +115,7 @@ async def test_an_oversized_body_is_413_at_the_gateway(platform, world):
 
 async def test_another_tenants_dialogue_is_as_absent_as_a_missing_one(platform, world, answers_db):
     mine, theirs = world["mine"], world["theirs"]
-    before = await answers_db.count_documents({})
+    before = await answers_db.count()
     headers = bearer(mine["device"]["device_token"])
     for response in (
         await platform.gateway.get(f"/v1/me/dialogues/{theirs['dialogue']['dialogue_id']}", headers=headers),
@@ -116,7 +124,7 @@ async def test_another_tenants_dialogue_is_as_absent_as_a_missing_one(platform, 
         await platform.gateway.get(f"/v1/me/dialogues/d_{uuid4().hex[:16]}", headers=headers),
     ):
         assert response.status_code == 404 and response.json()["detail"]["code"] == "dialogue_not_found"
-    assert await answers_db.count_documents({}) == before
+    assert await answers_db.count() == before
     listed = await platform.gateway.get("/v1/me/dialogues", headers=headers)
     assert [d["dialogue_id"] for d in listed.json()["dialogues"]] == [mine["dialogue"]["dialogue_id"]]
 

@@ -23,6 +23,7 @@ from support.apps import (
     tenant_known_to_dialogue,
     tenant_known_to_rights,
 )
+from support.db import fetchval
 from support.kafka import eventually, produce, read_to_end, read_topic
 from tessera_analytics.store import record_id_for
 from tessera_common.datamap import erasure_stores, objection_stores
@@ -458,8 +459,8 @@ async def test_retention_erases_answers_of_a_long_closed_dialogue_through_the_sa
     done = await eventually(all_done, timeout=60)
     assert {r["actor"] for r in done} == {"retention"} and {r["reason"] for r in done} == {"retention"}
     assert {r["scope"]["dialogue_id"] for r in done} == {dialogue["dialogue_id"]}
-    answers = mongo[platform.db_name("dialogue")]["answers"]
-    assert await answers.count_documents({"dialogue_id": dialogue["dialogue_id"]}) == 0
+    assert await fetchval(platform.database_url("dialogue", owner=True),
+                          "SELECT count(*) FROM answers WHERE dialogue_id = $1", dialogue["dialogue_id"]) == 0
     contributions = mongo[platform.db_name("analytics")]["answer_contributions"]
     assert await contributions.count_documents({"dialogue_id": dialogue["dialogue_id"]}) == 0
     # Only the answers expired: the devices still work.

@@ -35,7 +35,6 @@ from tessera_common.events import (
     TenantSettingsChanged,
     TenantSettingsChangedData,
     Topics,
-    partition_key,
 )
 from tessera_common.http import (
     BearerCredentials,
@@ -48,12 +47,11 @@ from tessera_common.http import (
 )
 from tessera_common.identity import Participant, participant_dependency
 from tessera_common.logs import get_logger
-from tessera_common.mongo import now_ms
-from tessera_common.outbox import OutboxRelay
+from tessera_common.postgres import now_ms
 from tessera_common.screening import Finding
 from tessera_common.secrets import erased_marker, new_id
 from tessera_dialogue import domain
-from tessera_dialogue.store import STORE_NAME, AnswerExists, DialogueStore
+from tessera_dialogue.store import STORE_NAME, DialogueStore, ParticipantErasedError, TooManyIdeas
 
 log = get_logger(__name__)
 SOURCE = "tessera/dialogue"
@@ -430,13 +428,14 @@ def check_window(opens_at: datetime | None, closes_at: datetime | None) -> None:
 class Answers:
     """Submitting, changing and withdrawing an answer.
 
-    Each is one single-document write carrying its event; concurrent requests for the
-    same answer are serialised by the answer's ``version`` (a write against a stale
-    read fails and is retried from a fresh read)."""
+    Each is read, checked and prepared outside any transaction (the data key comes
+    from the rights service over HTTP), then written with its event in one unit of
+    work that holds only if nothing it was based on changed: concurrent requests for
+    the same answer are serialised by the answer's ``version`` (a write against a
+    stale read fails and is retried from a fresh read)."""
 
-    def __init__(self, store: DialogueStore, relay: OutboxRelay, keys: DataKeyClient, marker_key: str) -> None:
+    def __init__(self, store: DialogueStore, keys: DataKeyClient, marker_key: str) -> None:
         self.store = store
-        self.relay = relay
         self.keys = keys
         self.marker_key = marker_key
         self.written = metrics.get_meter("tessera.dialogue").create_counter(
@@ -459,7 +458,7 @@ class Answers:
 
     async def own_answer(self, participant: Participant, answer_id: str) -> dict[str, Any]:
         """A current answer of this participant in their tenant; anything else is 404."""
-        found = await self.store.answer(answer_id)
+        found = await self.store.answer(participant.tenant_id, answer_id)
         if (found is None or found["participant_id"] != participant.participant_id
                 or found["tenant_id"] != participant.tenant_id or found.get("withdrawn_at")):
             raise problem(404, "answer_not_found", "no such answer")
@@ -506,7 +505,7 @@ class Answers:
                                  if idempotency_key else new_id("i"))
                 else:
                     answer_id = domain.answer_id_for(participant.participant_id, question_id)
-            existing = await self.store.answer(answer_id)
+            existing = await self.store.answer(participant.tenant_id, answer_id)
             someone_elses = existing is not None and existing["participant_id"] != participant.participant_id
             gone = rectification and (existing is None or existing.get("withdrawn_at") is not None)
             if someone_elses or gone:
@@ -518,7 +517,9 @@ class Answers:
                     return 200, answer_out(existing)
             except domain.RuleViolation as violation:
                 raise refused(violation) from None
-            if existing is None and idea and await self._ideas_of(participant, question_id) >= MAX_IDEAS_PER_PARTICIPANT:
+            if existing is None and idea and await self.store.ideas_of(
+                participant.tenant_id, participant.participant_id, dialogue_id, question_id
+            ) >= MAX_IDEAS_PER_PARTICIPANT:
                 raise problem(409, "too_many_ideas", f"at most {MAX_IDEAS_PER_PARTICIPANT} ideas per prompt")
             policy, _ = await self.policy(participant.tenant_id)
             screened = None
@@ -527,12 +528,13 @@ class Answers:
                     screened = domain.apply_pii_policy(answer.text, policy)
                 except domain.RuleViolation as violation:
                     raise refused(violation) from None
-            if not dialogue["has_answers"] and not await self.store.mark_answered(dialogue_id, dialogue["version"]):
-                continue  # the questions changed since we read them: validate again
+            # The dialogue's first answer freezes its questions, only if they are still
+            # those it was validated against; otherwise everything is read again.
+            freeze_at = None if dialogue["has_answers"] else dialogue["version"]
             result = await self._write(participant, dialogue_id, question, answer_id, answer, screened,
-                                       existing, idempotency_key, fingerprint)
+                                       existing, idempotency_key, fingerprint, freeze_at, idea=idea)
             if result is None:
-                continue  # someone else wrote this answer meanwhile: start from a fresh read
+                continue  # the answer or the questions changed meanwhile: start from a fresh read
             return result
         raise problem(409, "concurrent_change", "this answer changed while being saved; send it again")
 
@@ -545,10 +547,6 @@ class Answers:
         _, body = await self.submit(participant, found["dialogue_id"], found["question_id"], value, None,
                                     idea=found["kind"] == "idea", answer_id=answer_id, rectification=True)
         return body
-
-    async def _ideas_of(self, participant: Participant, question_id: str) -> int:
-        mine = await self.store.answers_of_participant(participant.tenant_id, participant.participant_id)
-        return sum(1 for a in mine if a["question_id"] == question_id)
 
     async def _sealed(self, participant: Participant, text: str | None):
         if text is None:
@@ -565,7 +563,7 @@ class Answers:
     async def _write(
         self, participant: Participant, dialogue_id: str, question: domain.Question, answer_id: str,
         answer: domain.Answer, screened: domain.Screened | None, existing: dict[str, Any] | None,
-        idempotency_key: str | None, fingerprint: str,
+        idempotency_key: str | None, fingerprint: str, freeze_at: int | None, *, idea: bool,
     ) -> tuple[int, dict[str, Any]] | None:
         now = now_ms()
         stored_text = screened.stored_text if screened else None
@@ -593,38 +591,41 @@ class Answers:
             scale_value=answer.scale_value, text=sealed, screening_kinds=kinds,
             platform=participant.platform, form_factor=participant.form_factor,
         )
-        key = partition_key(participant.participant_id)
         if existing is None:
-            document = {
+            stored = {
                 "_id": answer_id, "tenant_id": participant.tenant_id, "participant_id": participant.participant_id,
                 "dialogue_id": dialogue_id, "question_id": question.question_id, "version": 1,
                 "submitted_at": now, **fields,
             }
-            event = AnswerSubmitted(source=SOURCE, subject=answer_id, tenant_id=participant.tenant_id,
-                                    data=AnswerSubmittedData(**common, version=1, submitted_at=now))
-            try:
-                relay_view = await self.store.insert_answer(document, event, Topics.ANSWER_SUBMITTED, key)
-            except AnswerExists:
-                return None
-            stored, status_code = document, 201
+            event: AnswerSubmitted | AnswerChanged = AnswerSubmitted(
+                source=SOURCE, subject=answer_id, tenant_id=participant.tenant_id,
+                data=AnswerSubmittedData(**common, version=1, submitted_at=now))
+            topic, status_code = Topics.ANSWER_SUBMITTED, 201
         else:
             version = existing["version"] + 1
+            stored = {**existing, **fields, "version": version}
             event = AnswerChanged(source=SOURCE, subject=answer_id, tenant_id=participant.tenant_id,
                                   data=AnswerChangedData(**common, change="edited", version=version, changed_at=now))
-            relay_view = await self.store.change_answer(answer_id, existing["version"], fields, [], event,
-                                                        Topics.ANSWER_CHANGED, key)
-            if relay_view is None:
-                return None
-            stored, status_code = {**existing, **fields, "version": version}, 200
-        await self._unless_erased_meanwhile(participant, answer_id)
-        self.relay.publish_soon(self.store.answers, relay_view)
+            topic, status_code = Topics.ANSWER_CHANGED, 200
+        try:
+            saved = await self.store.save_answer(
+                stored, expected_version=None if existing is None else existing["version"],
+                marker=self._marker(participant), freeze_dialogue_at=freeze_at, event=event, topic=topic,
+                max_per_question=MAX_IDEAS_PER_PARTICIPANT if idea and existing is None else None,
+            )
+        except ParticipantErasedError:
+            raise participant_erased() from None
+        except TooManyIdeas:
+            raise problem(409, "too_many_ideas", f"at most {MAX_IDEAS_PER_PARTICIPANT} ideas per prompt") from None
+        if not saved:
+            return None
         self.written.add(1, {"kind": question.kind, "screening": fields["screening_action"]})
         # The response shows the spans into the text as sent, whatever the policy kept.
         return status_code, answer_out(stored, findings)
 
     async def withdraw(self, participant: Participant, answer_id: str) -> None:
         for _ in range(3):
-            existing = await self.store.answer(answer_id)
+            existing = await self.store.answer(participant.tenant_id, answer_id)
             if (existing is None or existing["participant_id"] != participant.participant_id
                     or existing.get("withdrawn_at") is not None):
                 raise problem(404, "answer_not_found", "no such answer")
@@ -639,35 +640,21 @@ class Answers:
                     platform=participant.platform, form_factor=participant.form_factor,
                 ),
             )
-            relay_view = await self.store.change_answer(
-                answer_id, existing["version"],
-                {"withdrawn_at": now, "updated_at": now, "idempotency_key": None, "fingerprint": None,
-                 "screening_action": "none", "findings": [], "screening_kinds": [], "choices": []},
-                ["text", "scale_value"], event, Topics.ANSWER_CHANGED, partition_key(participant.participant_id),
-            )
-            if relay_view is not None:
-                self.relay.publish_soon(self.store.answers, relay_view)
+            if await self.store.withdraw_answer(participant.tenant_id, answer_id, existing["version"], now, event):
                 return
         raise problem(409, "concurrent_change", "this answer changed while being withdrawn; try again")
 
-    async def _unless_erased_meanwhile(self, participant: Participant, answer_id: str) -> None:
-        """An answer written while its participant's erasure ran must not outlive it:
-        erasure sets its marker before deleting, so a write that finished after the
-        delete finds the marker here and removes itself, event included."""
-        if await self._erased(participant):
-            await self.store.delete_answer(answer_id)
-            raise participant_erased()
+    def _marker(self, participant: Participant) -> str:
+        return erased_marker(self.marker_key, participant.participant_id)
 
     async def _erased(self, participant: Participant) -> bool:
-        return await self.store.is_erased(erased_marker(self.marker_key, participant.participant_id))
+        return await self.store.is_erased(participant.tenant_id, self._marker(participant))
 
 
 # --- routes ------------------------------------------------------------------------
 
 
-def build_router(
-    store: DialogueStore, relay: OutboxRelay, answers: Answers, gateway_public_key: str | None,
-) -> APIRouter:
+def build_router(store: DialogueStore, answers: Answers, gateway_public_key: str | None) -> APIRouter:
     router = APIRouter()
 
     async def tenant_key(tenant_id: TenantIdPath, credentials: BearerCredentials) -> str:
@@ -709,10 +696,7 @@ def build_router(
                 source=SOURCE, subject=tenant_id, tenant_id=tenant_id,
                 data=TenantSettingsChangedData(**settings, revision=revision + 1),
             )
-            relay_view = await store.change_settings(tenant_id, revision, settings, event,
-                                                     Topics.TENANT_SETTINGS_CHANGED)
-            if relay_view is not None:
-                relay.publish_soon(store.tenants, relay_view)
+            if await store.change_settings(tenant_id, revision, settings, event, Topics.TENANT_SETTINGS_CHANGED):
                 return SettingsOut(**settings, revision=revision + 1)
         raise problem(409, "concurrent_change", "the settings changed meanwhile; read them and try again")
 
@@ -731,8 +715,7 @@ def build_router(
             "opens_at": body.opens_at, "closes_at": body.closes_at, "status": "draft", "questions": questions,
             "has_answers": False, "version": 1, "created_at": now, "updated_at": now,
         }
-        relay.publish_soon(store.dialogues,
-                           await store.add_dialogue(dialogue, dialogue_changed(dialogue), Topics.DIALOGUE_CHANGED))
+        await store.add_dialogue(dialogue, dialogue_changed(dialogue), Topics.DIALOGUE_CHANGED)
         return dialogue_out(dialogue)
 
     @router.get("/v1/tenants/{tenant_id}/dialogues", tags=["tenant"])
@@ -780,12 +763,8 @@ def build_router(
                 raise problem(422, "no_questions", "a published dialogue keeps at least one question")
         changes["updated_at"] = now_ms()
         event = dialogue_changed({**dialogue, **changes, "version": dialogue["version"] + 1})
-        relay_view = await store.update_dialogue(dialogue_id, dialogue["version"], changes, event,
-                                                 Topics.DIALOGUE_CHANGED,
-                                                 questions_frozen_if_answered="questions" in given)
-        if relay_view is not None:
-            relay.publish_soon(store.dialogues, relay_view)
-        else:
+        if not await store.update_dialogue(tenant_id, dialogue_id, dialogue["version"], changes, event,
+                                           Topics.DIALOGUE_CHANGED, questions_frozen_if_answered="questions" in given):
             current = await tenant_dialogue(tenant_id, dialogue_id)
             if "questions" in given and current["has_answers"]:
                 raise problem(409, "has_answers", "questions of a dialogue with answers cannot change")
@@ -804,11 +783,9 @@ def build_router(
         changes = {"status": target, "updated_at": now,
                    "closed_at": domain.closed_at_after(target, dialogue.get("closed_at"), now)}
         event = dialogue_changed({**dialogue, **changes, "version": dialogue["version"] + 1})
-        relay_view = await store.update_dialogue(dialogue_id, dialogue["version"], changes, event,
-                                                 Topics.DIALOGUE_CHANGED, questions_frozen_if_answered=False)
-        if relay_view is None:
+        if not await store.update_dialogue(tenant_id, dialogue_id, dialogue["version"], changes, event,
+                                           Topics.DIALOGUE_CHANGED, questions_frozen_if_answered=False):
             raise problem(409, "concurrent_change", "the dialogue changed meanwhile; read it and try again")
-        relay.publish_soon(store.dialogues, relay_view)
         log.info("dialogue_moved", dialogue_id=dialogue_id, status=target)
         return dialogue_out(await tenant_dialogue(tenant_id, dialogue_id))
 
@@ -925,7 +902,7 @@ def build_router(
         least k distinct participants did; no participant ID, ever."""
         dialogue = await answers.visible_dialogue(participant, dialogue_id)
         question = question_of(Answers.question_in(dialogue, question_id))
-        current = await store.answers_to_question(dialogue_id, question_id)
+        current = await store.answers_to_question(participant.tenant_id, dialogue_id, question_id)
         if not any(a["participant_id"] == participant.participant_id for a in current):
             raise problem(409, "answer_first", "the group's answers show after you answered")
         _, k = await answers.policy(participant.tenant_id)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from tessera_common.datakeys import DataKeyClient
-from tessera_common.outbox import OutboxRelay
+from tessera_common.postgres import migration_dirs
 from tessera_common.service import serve, service_app, wire
 from tessera_common.settings import ServiceSettings
 from tessera_dialogue.api import (
@@ -26,7 +26,7 @@ from tessera_dialogue.store import DialogueStore
 class DialogueSettings(ServiceSettings):
     service_name: str = "tessera-dialogue"
     port: int = 8002
-    mongo_database: str = "tessera_dialogue"
+    database_url: SecretStr = SecretStr("postgresql://tessera_dialogue@127.0.0.1:5432/tessera_dialogue")
     #: A dialogue with many questions is larger than the default body limit.
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     #: The rights service, which holds the participants' data keys.
@@ -40,27 +40,27 @@ def create_app(
 ) -> FastAPI:
     """``rights_transport`` lets a test reach an in-process rights app instead of a port."""
     settings = settings or DialogueSettings()
-    wiring = wire(settings, span_exporter)
-    store = DialogueStore(wiring.db)
-    relay = OutboxRelay(wiring.broker, [store.answers, store.tenants, store.dialogues], grace_seconds=settings.outbox_sweep_seconds)
+    wiring = wire(settings, migration_dirs("dialogue"), span_exporter)
+    store = DialogueStore(wiring.database)
     keys = DataKeyClient(settings.rights_url, settings.internal_token.get_secret_value(), transport=rights_transport)
     marker_key = settings.erased_marker_key.get_secret_value()
     register_handlers(wiring.broker, store, marker_key)
-    answers = Answers(store, relay, keys, marker_key)
+    answers = Answers(store, keys, marker_key)
     app = service_app(
         wiring,
         title="Tessera dialogue",
         description="Dialogues, answers, the group view and personal-data screening.",
         routers=[
-            build_router(store, relay, answers, settings.gateway_public_key),
+            build_router(store, answers, settings.gateway_public_key),
             build_internal_router(store, answers, settings.internal_token.get_secret_value()),
         ],
-        on_start=store.ensure_indexes,
         on_stop=keys.aclose,
-        relay=relay,
     )
     app.add_exception_handler(PersonalDataProblem, personal_data_problem)  # type: ignore[arg-type]
     return app
+
+
+SETTINGS_CLASS = DialogueSettings
 
 
 def main() -> None:

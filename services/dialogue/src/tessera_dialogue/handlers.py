@@ -25,12 +25,14 @@ def register_handlers(broker: KafkaBroker, store: DialogueStore, marker_key: str
             event.tenant_id,
             event.data.api_key_sha256,
             {"min_group_size": event.data.min_group_size, "pii_policy": domain.DEFAULT_PII_POLICY},
+            event_id=event.id, consumer=CONSUMER,
         )
 
     async def erase_participant(event: ErasureRequested) -> None:
-        """Delete every answer of the participant (events waiting in their outboxes
-        too) and confirm. Redelivered, it deletes nothing more and confirms again; the
-        marker it leaves stops an answer that raced the erasure from surviving it.
+        """Delete every answer of the participant (and their events still waiting in the
+        outbox) and confirm. Redelivered, it deletes nothing more and confirms again
+        (so no inbox check here: every delivery must be confirmed); the marker it
+        leaves stops an answer that raced the erasure from surviving it.
 
         A dialogue-scoped erasure (retention) deletes only the answers to that
         dialogue and leaves no marker: the participant is still there."""
