@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from support.apps import running, unique_db
+from support.apps import running
 from support.kafka import eventually, produce, read_topic
 from tessera_analytics.app import AnalyticsSettings, create_app
 from tessera_common.events import (
@@ -28,12 +28,8 @@ pytestmark = pytest.mark.connected
 
 @pytest.fixture(scope="module")
 async def analytics(stack) -> AsyncIterator[httpx.AsyncClient]:
-    settings = AnalyticsSettings(
-        kafka_bootstrap_servers=stack.kafka_bootstrap,
-        mongo_url=stack.mongo_url,
-        mongo_database=unique_db("analytics"),
-        environment="test",
-    )
+    settings = AnalyticsSettings(kafka_bootstrap_servers=stack.kafka_bootstrap, environment="test",
+                                 **stack.database("analytics"))
     async with running(create_app(settings)) as client:
         yield client
 

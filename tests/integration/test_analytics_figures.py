@@ -1,9 +1,9 @@
 """Dialogue figures, cross-dialogue analyses and suppression, from the real topics.
 
 Events are produced onto the real broker (as the dialogue and rights services would)
-and consumed by a real analytics service on FerretDB. The "from scratch" figures are
-those of a twin tenant that was only ever sent the answers that remain: after an
-erasure or an objection, the first tenant's counters must equal the twin's exactly.
+and consumed by a real analytics service on PostgreSQL. The "from scratch" figures
+are those of a twin tenant that was only ever sent the answers that remain: after an
+erasure or an objection, the first tenant's counts must equal the twin's exactly.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ import httpx
 import pytest
 from playwright.async_api import async_playwright, expect
 
-from support.apps import running, served, unique_db
+from support.apps import running, served
+from support.db import fetchval
 from support.kafka import eventually, produce
 from tessera_analytics.app import AnalyticsSettings, create_app
+from tessera_analytics.store import AnalyticsStore
 from tessera_common.events import (
     AnswerChanged,
     AnswerChangedData,
@@ -56,21 +58,19 @@ CHROMIUM = os.environ.get("TESSERA_CHROMIUM", "/usr/bin/chromium")
 @dataclass
 class Analytics:
     client: httpx.AsyncClient
-    db: Any
+    store: AnalyticsStore
     app: Any
+    owner_url: str
 
 
 @pytest.fixture(scope="module")
 async def analytics(stack) -> AsyncIterator[Analytics]:
-    settings = AnalyticsSettings(
-        kafka_bootstrap_servers=stack.kafka_bootstrap,
-        mongo_url=stack.mongo_url,
-        mongo_database=unique_db("analytics"),
-        environment="test",
-    )
+    settings = AnalyticsSettings(kafka_bootstrap_servers=stack.kafka_bootstrap, environment="test",
+                                 **stack.database("analytics"))
     app = create_app(settings)
     async with running(app) as client:
-        yield Analytics(client, app.state.wiring.db, app)
+        yield Analytics(client, AnalyticsStore(app.state.wiring.database), app,
+                        settings.database_owner_url.get_secret_value())
 
 
 @dataclass
@@ -168,16 +168,10 @@ def mirrored(events: list[Any], source: Tenant, target: Tenant, renamed: dict[st
 
 
 async def counters(analytics: Analytics, tenant: Tenant) -> dict[str, dict[str, Any]]:
-    """The raw counters per question name (what the figures are made from)."""
+    """The raw counts per question name (what the figures are made from)."""
     names = {q.question_id: name for name, q in tenant.questions.items()}
-    found = {}
-    async for doc in analytics.db["question_figures"].find({"tenant_id": tenant.tenant_id,
-                                                              "dialogue_id": tenant.dialogue_id}):
-        found[names[doc["question_id"]]] = {
-            key: ({k: v for k, v in value.items() if v} if isinstance(value, dict) else value)
-            for key, value in doc.items() if key in ("respondents", "answers", "choices", "scale", "days", "devices")
-        }
-    return found
+    found = await analytics.store.question_counters(tenant.tenant_id, tenant.dialogue_id)
+    return {names[question_id]: counts for question_id, counts in found.items()}
 
 
 async def settled(analytics: Analytics, tenant: Tenant, answers: int) -> dict[str, dict[str, Any]]:
@@ -321,11 +315,8 @@ async def test_figures_after_erasure_and_objection_equal_figures_without_them(an
     single["days"]["2026-11-02"] += 1
     single["devices"]["ios/phone"] += 1
     assert await until_equal(analytics, tenant, with_marker) == with_marker
-    contributions = analytics.db["answer_contributions"]
-    assert await contributions.count_documents({"participant_id": {"$in": [erased, objector]}}) == 0
-    leftovers = await analytics.db["question_figures"].find({"tenant_id": tenant.tenant_id,
-                                                              "dialogue_id": tenant.dialogue_id}).to_list(None)
-    assert all(not doc.get("inflight") for doc in leftovers)
+    assert await fetchval(analytics.owner_url, "SELECT count(*) FROM answer_contributions"
+                                               " WHERE participant_id = ANY($1)", [erased, objector]) == 0
 
 
 async def test_replayed_and_reordered_events_change_nothing(analytics, stack):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from support.apps import create_code, create_tenant, enrol, enrolment_settings, running, unique_db
+from support.apps import create_code, create_tenant, enrol, enrolment_settings, running
 from support.kafka import eventually
 from tessera_analytics.app import AnalyticsSettings
 from tessera_analytics.app import create_app as create_analytics
@@ -18,8 +18,8 @@ async def test_one_trace_runs_from_the_enrolment_request_into_the_analytics_cons
     gateway_spans, analytics_spans = InMemorySpanExporter(), InMemorySpanExporter()
     gateway_app = create_gateway(enrolment_settings(stack), span_exporter=gateway_spans)
     analytics_app = create_analytics(
-        AnalyticsSettings(kafka_bootstrap_servers=stack.kafka_bootstrap, mongo_url=stack.mongo_url,
-                          mongo_database=unique_db("analytics"), environment="test"),
+        AnalyticsSettings(kafka_bootstrap_servers=stack.kafka_bootstrap, environment="test",
+                          **stack.database("analytics")),
         span_exporter=analytics_spans,
     )
     async with running(gateway_app) as gateway, running(analytics_app):

@@ -190,8 +190,8 @@ def build_router(store: AnalyticsStore) -> APIRouter:
     async def dialogue_figures(tenant_id: Annotated[str, Depends(tenant_key)],
                                dialogue_id: DialogueIdPath) -> DialogueFiguresOut:
         """Per question: respondents, answers, choices, scale, days, device types; every
-        figure about fewer than k participants hidden, with the reason. Read from
-        counters the events keep current, one small document per question."""
+        figure about fewer than k participants hidden, with the reason. Grouped from
+        the dialogue's answer rows as they are now, in one query."""
         dialogue = await store.dialogue(tenant_id, dialogue_id)
         if dialogue is None:  # another tenant's dialogue looks exactly like a missing one
             raise problem(404, "dialogue_not_found", "this tenant has no such dialogue")
@@ -215,7 +215,7 @@ def build_router(store: AnalyticsStore) -> APIRouter:
         across the tenant's dialogues, linked by their pseudonymous participant ID."""
         if row_question_id == column_question_id:
             raise problem(422, "same_question", "a cross-tab needs two different questions")
-        questions = await tenant_questions(tenant_id)
+        questions = await store.tenant_questions(tenant_id)
         pair = []
         for question_id in (row_question_id, column_question_id):
             question = questions.get(question_id)
@@ -228,12 +228,8 @@ def build_router(store: AnalyticsStore) -> APIRouter:
         k = await group_size(tenant_id)
         rows, columns = pair
         row_keys, column_keys = value_keys(rows), value_keys(columns)
-        counts: dict[tuple[str, str], int] = {}
-        for records in (await store.counted_values(tenant_id, [row_question_id, column_question_id])).values():
-            if row_question_id in records and column_question_id in records:
-                cell = (domain.one_value(rows["kind"], records[row_question_id]),
-                        domain.one_value(columns["kind"], records[column_question_id]))
-                counts[cell] = counts.get(cell, 0) + 1
+        counts = await store.cross_counts(tenant_id, (row_question_id, rows["kind"]),
+                                          (column_question_id, columns["kind"]))
         table = domain.cross_tab(counts, row_keys, column_keys, k)
         hidden = [("cell", f"{r}|{c}", cell) for r, row in zip(table.row_keys, table.cells, strict=True)
                   for c, cell in zip(table.col_keys, row, strict=True)]
@@ -262,23 +258,14 @@ def build_router(store: AnalyticsStore) -> APIRouter:
         if unknown:
             raise problem(404, "dialogue_not_found", "this tenant has no such dialogue")
         k = await group_size(tenant_id)
-        taking_part = await store.dialogue_participants(tenant_id, chosen)
-        both = {(a, b): len(taking_part[a] & taking_part[b]) for a in chosen for b in chosen if a != b}
-        table = domain.overlap({d: len(taking_part[d]) for d in chosen}, both, chosen, k)
+        participants, both = await store.dialogue_overlap(tenant_id, chosen)
+        table = domain.overlap(participants, both, chosen, k)
         return RetentionOut(
             tenant_id=tenant_id, min_group_size=k, dialogue_ids=chosen, cells=[figures(row) for row in table.cells],
             suppressed=[SuppressedOut(figure="overlap", key=f"{a}|{b}", reason=cell.reason or "")
                         for a, row in zip(chosen, table.cells, strict=True)
                         for b, cell in zip(chosen, row, strict=True) if cell.suppressed],
         )
-
-    async def tenant_questions(tenant_id: str) -> dict[str, dict[str, Any]]:
-        questions = {}
-        for summary in await store.tenant_dialogues(tenant_id):
-            dialogue = await store.dialogue(tenant_id, summary["_id"])
-            for question in (dialogue or {}).get("questions", []):
-                questions[question["question_id"]] = {**question, "dialogue_id": summary["_id"]}
-        return questions
 
     return router
 

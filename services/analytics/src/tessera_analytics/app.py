@@ -7,9 +7,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from starlette.responses import Response
 from opentelemetry.sdk.trace.export import SpanExporter
+from pydantic import SecretStr
+from starlette.responses import Response
 
+from tessera_common.postgres import migration_dirs
 from tessera_common.service import serve, service_app, wire
 from tessera_common.settings import ServiceSettings
 from tessera_analytics.api import build_internal_router, build_router
@@ -42,13 +44,13 @@ class DashboardFiles(StaticFiles):
 class AnalyticsSettings(ServiceSettings):
     service_name: str = "tessera-analytics"
     port: int = 8004
-    mongo_database: str = "tessera_analytics"
+    database_url: SecretStr = SecretStr("postgresql://tessera_analytics@127.0.0.1:5432/tessera_analytics")
 
 
 def create_app(settings: AnalyticsSettings | None = None, span_exporter: SpanExporter | None = None) -> FastAPI:
     settings = settings or AnalyticsSettings()
-    wiring = wire(settings, span_exporter)
-    store = AnalyticsStore(wiring.db)
+    wiring = wire(settings, migration_dirs("analytics"), span_exporter)
+    store = AnalyticsStore(wiring.database)
     marker_key = settings.erased_marker_key.get_secret_value()
     register_handlers(wiring.broker, store, marker_key)
     app = service_app(
@@ -57,12 +59,14 @@ def create_app(settings: AnalyticsSettings | None = None, span_exporter: SpanExp
         description="Figures for tenants, never about fewer than k participants.",
         routers=[build_router(store),
                  build_internal_router(store, settings.internal_token.get_secret_value(), marker_key)],
-        on_start=store.ensure_indexes,
     )
     # The tenant dashboard: static files only; its data comes from the routes above,
     # with the tenant's API key, so serving it needs no credentials.
     app.mount("/dashboard", DashboardFiles(directory=DASHBOARD, html=True), name="dashboard")
     return app
+
+
+SETTINGS_CLASS = AnalyticsSettings
 
 
 def main() -> None:

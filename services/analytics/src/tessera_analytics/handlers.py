@@ -21,9 +21,7 @@ from tessera_common.events import (
     Topics,
 )
 from tessera_common.secrets import erased_marker
-from tessera_analytics.store import STORE_NAME, AnalyticsStore, AnswerState
-
-CONSUMER = "tessera-analytics"
+from tessera_analytics.store import CONSUMER, STORE_NAME, AnalyticsStore, AnswerState
 SOURCE = "tessera/analytics"
 
 
@@ -60,7 +58,7 @@ def register_handlers(broker: KafkaBroker, store: AnalyticsStore, marker_key: st
             version=event.data.version,
             live=not (isinstance(event, AnswerChanged) and event.data.change == "withdrawn"),
             choices=tuple(data.choices), scale_value=data.scale_value,
-            day=at.astimezone(UTC).date().isoformat(), submitted=submitted, device=device,
+            day=at.astimezone(UTC).date().isoformat(), submitted=submitted, device=device, event_id=event.id,
         )
         await store.apply_answer(answer, erased_marker(marker_key, data.participant_id))
 
