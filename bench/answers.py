@@ -5,7 +5,9 @@ checked, assertion signed) → the dialogue service (assertion verified, answer
 validated, personal-data screening, the participant's data key from the rights service
 for text, one store write carrying the event) → Kafka (published in the background).
 Gateway, dialogue and rights run as processes (their console scripts) against a Kafka
-and a FerretDB started here; the load comes from this process at a fixed concurrency,
+and a PostgreSQL started here (durable settings); the load comes from this process at a
+fixed concurrency, beside the bare baseline (one row inserted by a FastAPI endpoint
+through asyncpg, the same server and driver) measured in the same run,
 each phone answering a choice, a scale and a text question, after a warm-up on other
 phones. Delivery is read back from the topic after the load (so the reader takes no
 core from it) and timed by the records' own timestamps (set by the relay's producer as
@@ -31,16 +33,8 @@ from aiokafka import AIOKafkaConsumer
 from bench.enrolment import _percentile, _wait_ready
 from tessera_common.events import Topics
 from tessera_common.identity import generate_signing_key
-from tessera_devstack.processes import (
-    FerretConfig,
-    KafkaConfig,
-    Server,
-    free_port,
-    spawn,
-    start_ferretdb,
-    start_kafka,
-    wait_for_kafka,
-)
+from bench.stack import start_stack
+from tessera_devstack.processes import Server, free_port, spawn
 from tessera_dialogue.domain import Question, apply_pii_policy, validate_answer
 
 OPERATOR_KEY = "bench-operator-key-0123456789"
@@ -128,20 +122,30 @@ async def _last_event_time(bootstrap: str, answer_ids: set[str], timeout: float 
 
 
 def _cpu_seconds(pid: int | None = None) -> float:
-    """User + system CPU seconds a process has used so far (Linux ``/proc``; this process
-    when ``pid`` is None); NaN where that cannot be read."""
+    """User + system CPU seconds a process and its children (PostgreSQL's backends)
+    have used so far (Linux ``/proc``; this process when ``pid`` is None); NaN where
+    that cannot be read."""
     if pid is None:
         times = os.times()
         return times.user + times.system
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+        children = Path(f"/proc/{pid}/task/{pid}/children")
+        own = ticks / os.sysconf("SC_CLK_TCK")
+        return own + sum(_cpu_seconds(int(child)) for child in children.read_text().split())
     except (OSError, ValueError, IndexError):
         return float("nan")
 
 
 def _cpu_all(servers: list[Server]) -> dict[str, float]:
     return {**{s.name: _cpu_seconds(s.process.pid) for s in servers}, "load generator": _cpu_seconds()}
+
+
+async def _baseline(url: str, total: int, concurrency: int) -> tuple[float, list[float]]:
+    from bench.enrolment import _load as load
+
+    return await load(url, lambda i: {}, total, concurrency)
 
 
 def _screening_cost(repetitions: int) -> tuple[list[float], list[float]]:
@@ -194,30 +198,27 @@ def main() -> None:
     screening, rules = _screening_cost(args.screening_repetitions)
 
     root = Path(tempfile.mkdtemp(prefix="tessera-bench-answers-"))
-    servers: list[Server] = []
+    os.chmod(root, 0o755)
+    stack = start_stack(root)
+    servers = stack.servers
     try:
-        kafka = start_kafka(KafkaConfig(root / "kafka"))
-        servers.append(kafka)
-        ferret = start_ferretdb(FerretConfig(root / "ferretdb"))
-        servers.append(ferret)
-        bootstrap, mongo_url = f"127.0.0.1:{kafka.port}", f"mongodb://127.0.0.1:{ferret.port}/"
-        wait_for_kafka(bootstrap)
-
         private, public = generate_signing_key()
         ports = {service: free_port() for service in SERVICES}
         urls = {service: f"http://127.0.0.1:{port}" for service, port in ports.items()}
-        bin_dir = Path(sys.executable).parent
         for service in reversed(SERVICES):  # rights first: dialogue needs it
-            command = shutil.which(f"tessera-{service}", path=str(bin_dir)) or f"tessera-{service}"
-            servers.append(spawn(service, [command], root / f"{service}.log", port=ports[service], env={
-                **os.environ, "TESSERA_PORT": str(ports[service]), "TESSERA_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                "TESSERA_MONGO_URL": mongo_url, "TESSERA_OPERATOR_KEY": OPERATOR_KEY,
-                "TESSERA_INTERNAL_TOKEN": INTERNAL_TOKEN, "TESSERA_GATEWAY_SIGNING_KEY": private,
-                "TESSERA_GATEWAY_PUBLIC_KEY": public, "TESSERA_DIALOGUE_URL": urls["dialogue"],
-                "TESSERA_RIGHTS_URL": urls["rights"], "TESSERA_LOG_LEVEL": "WARNING", "TESSERA_ENVIRONMENT": "test",
-            }))
-        for server in servers[2:]:
-            _wait_ready(server, f"{urls[server.name]}/readyz")
+            stack.spawn_service(
+                service, ports[service], TESSERA_OPERATOR_KEY=OPERATOR_KEY, TESSERA_INTERNAL_TOKEN=INTERNAL_TOKEN,
+                TESSERA_GATEWAY_SIGNING_KEY=private, TESSERA_GATEWAY_PUBLIC_KEY=public,
+                TESSERA_DIALOGUE_URL=urls["dialogue"], TESSERA_RIGHTS_URL=urls["rights"],
+                TESSERA_ENVIRONMENT="test")
+        baseline_port = free_port()
+        servers.append(spawn(
+            "baseline", [sys.executable, "-m", "bench.baseline_app"], root / "baseline.log", port=baseline_port,
+            env={**os.environ, "BENCH_PORT": str(baseline_port),
+                 "BENCH_DATABASE_URL": stack.database("baseline")["database_owner_url"]}))
+        for service in SERVICES:
+            _wait_ready(next(s for s in servers if s.name == service), f"{urls[service]}/readyz")
+        _wait_ready(servers[-1], f"http://127.0.0.1:{baseline_port}/docs")
 
         dialogue, phones = _setup(urls["enrolment"], urls["dialogue"], args.warmup_phones + args.phones)
         warmup, measured = phones[: args.warmup_phones], phones[args.warmup_phones:]
@@ -229,15 +230,21 @@ def main() -> None:
         cpu = {name: seconds - cpu_before[name] for name, seconds in _cpu_all(servers).items()}
         if len(answer_ids) != len(work):
             raise RuntimeError(f"{len(work)} answers sent but {len(answer_ids)} distinct answer IDs returned")
-        last_event = asyncio.run(_last_event_time(bootstrap, answer_ids))
+        last_event = asyncio.run(_last_event_time(stack.bootstrap, answer_ids))
+        baseline_url = f"http://127.0.0.1:{baseline_port}/insert"
+        asyncio.run(_baseline(baseline_url, 200, args.concurrency))
+        baseline_rate, baseline_latencies = asyncio.run(_baseline(baseline_url, len(work), args.concurrency))
 
         print(f"\nTessera answers bench: {len(answer_ids)} answers ({len(measured)} phones × 3 questions: "
               f"choice, scale, text) after {len(warmup) * 3} warm-up, concurrency {args.concurrency}, "
-              f"{os.cpu_count()} cores, Kafka + FerretDB (SQLite) local")
+              f"{os.cpu_count()} cores, Kafka + PostgreSQL 15 local")
         print("phone → gateway → dialogue (+ rights for the text's data key) → store → Kafka")
         print(f"{'':<24}{'answers/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+        print(f"{'baseline insert':<24}{baseline_rate:>10.1f}{_percentile(baseline_latencies, 50) * 1000:>10.1f}"
+              f"{_percentile(baseline_latencies, 99) * 1000:>10.1f}")
         print(f"{'answer through gateway':<24}{rate:>10.1f}{_percentile(latencies, 50) * 1000:>10.1f}"
               f"{_percentile(latencies, 99) * 1000:>10.1f}")
+        print(f"answers / baseline throughput: {rate / baseline_rate:.2f}")
         print(f"all {len(answer_ids)} answer-submitted events on Kafka {last_event - started:.2f} s after the "
               f"load's start ({len(answer_ids) / (last_event - started):.1f} events/s); the last one "
               f"{abs(last_event - finished):.2f} s {'after' if last_event >= finished else 'before'} "
@@ -251,8 +258,7 @@ def main() -> None:
             print(f"  {name:<22} mean {statistics.fmean(values) * 1e6:7.1f} µs   "
                   f"p99 {_percentile(values, 99) * 1e6:7.1f} µs")
     finally:
-        for server in reversed(servers):
-            server.stop()
+        stack.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

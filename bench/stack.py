@@ -54,6 +54,6 @@ def start_stack(root: Path) -> BenchStack:
     except BaseException:
         kafka.stop()
         raise
-    stack = BenchStack(root, f"127.0.0.1:{kafka.port}", postgres, [kafka])
+    stack = BenchStack(root, f"127.0.0.1:{kafka.port}", postgres, [kafka, postgres.server])
     wait_for_kafka(stack.bootstrap)
     return stack

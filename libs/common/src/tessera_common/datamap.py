@@ -19,7 +19,6 @@ Category = Literal[
     "device_facts",  # platform and form factor of a participant's device, token hash
     "answers",  # what participants answered, free text included
     "aggregates",  # per-participant contributions to figures
-    "figures",  # counters over many participants (k applies when released): no participant data
     "data_keys",  # participants' wrapped data keys
     "erasure_markers",  # HMACs of erased participant IDs: no personal data
     "rights_requests",  # requests, deadlines, per-store progress; the raw ID only while open
@@ -64,11 +63,9 @@ DATA_MAP: tuple[Table, ...] = _INFRASTRUCTURE + (
     Table("analytics", "tenants", ("tenant_account",)),
     Table("analytics", "device_contributions", ("device_facts", "aggregates"),
                erasure_store="analytics.contributions", applies_objection=True),
+    # One row per answer (its latest version): every figure is an aggregate over these.
     Table("analytics", "answer_contributions", ("answers", "aggregates"),
                erasure_store="analytics.contributions", applies_objection=True),
-    # Counters per question; a record being settled is named there by a hashed ID for
-    # the moment of the update (store._settle), and taken out by erasure's retraction.
-    Table("analytics", "question_figures", ("figures",)),
     Table("analytics", "dialogues", ("dialogue_content",)),
     Table("analytics", "erased", ("erasure_markers",)),
     Table("analytics", "objected", ("objection_markers",)),
