@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
-from pymongo import AsyncMongoClient
 
 from support.apps import (
     bearer,
@@ -16,6 +15,7 @@ from support.apps import (
     running_platform,
     tenant_known_to_dialogue,
 )
+from support.db import fetch, tables
 from support.kafka import eventually, produce, read_topic
 from tessera_common.datamap import DATA_MAP, collections_of, erasure_stores
 from tessera_common.events import DeviceEnrolled, DeviceEnrolledData, Topics
@@ -52,49 +52,47 @@ async def test_the_map_declares_every_collection_the_services_create_and_erasure
                                                   headers=bearer(who["device_token"]))
             assert response.status_code == 201
 
-        mongo = AsyncMongoClient(stack.mongo_url)
-        analytics = mongo[platform.db_name("analytics")]
-        try:
-            assert await eventually(lambda: analytics["answer_contributions"].find_one(
-                {"participant_id": device["participant_id"]}))
-            objected = await platform.gateway.post("/v1/me/rights-requests", json={"kind": "objection"},
-                                                   headers=bearer(other["device_token"]))
-            assert objected.status_code == 202, objected.text
-            erased = await platform.gateway.post("/v1/me/rights-requests", json={"kind": "erasure"},
-                                                 headers=bearer(device["device_token"]))
-            assert erased.status_code == 202, erased.text
-            request_id = erased.json()["request_id"]
-            confirmed = await read_topic(stack.kafka_bootstrap, Topics.STORE_ERASURE_COMPLETED, until=lambda rs: {
-                r["value"]["data"]["store"] for r in rs if r["value"]["data"]["request_id"] == request_id
-            } >= erasure_stores() - {"rights.data_keys"})
-            assert {r["value"]["data"]["store"] for r in confirmed
-                    if r["value"]["data"]["request_id"] == request_id} == erasure_stores() - {"rights.data_keys"}
+        analytics = platform.database_url("analytics", owner=True)
 
-            # A late, redelivered device-enrolled brings nothing back into analytics.
-            contributions = analytics["device_contributions"]
-            late = DeviceEnrolled(source="tessera/enrolment", subject=device["participant_id"],
-                                  tenant_id=tenant["tenant_id"],
-                                  data=DeviceEnrolledData(participant_id=device["participant_id"], platform="ios",
-                                                          form_factor="phone", enrolled_at=datetime.now(UTC)))
-            await produce(stack.kafka_bootstrap, Topics.DEVICE_ENROLLED, late.model_dump_json().encode(),
-                          key=device["participant_id"].encode())
-            # Barrier: a device enrolled after the late one on the same key is counted
-            # only once the late one was handled.
-            fresh = DeviceEnrolled(source="tessera/enrolment", subject=f"p_{uuid4().hex[:12]}",
-                                   tenant_id=tenant["tenant_id"],
-                                   data=DeviceEnrolledData(participant_id=f"p_{uuid4().hex[:12]}",
-                                                           platform="ios", form_factor="phone",
-                                                           enrolled_at=datetime.now(UTC)))
-            await produce(stack.kafka_bootstrap, Topics.DEVICE_ENROLLED, fresh.model_dump_json().encode(),
-                          key=device["participant_id"].encode())
-            assert await eventually(lambda: contributions.find_one({"_id": fresh.data.participant_id}))
-            assert await contributions.find_one({"_id": device["participant_id"]}) is None
+        async def rows_of(table: str, participant_id: str) -> list[dict]:
+            return await fetch(analytics, f"SELECT * FROM {table} WHERE participant_id = $1", participant_id)
 
-            for service in ("enrolment", "dialogue", "rights", "analytics"):
-                database = mongo[platform.db_name(service)]
-                existing = set(await database.list_collection_names())
-                undeclared = existing - collections_of(service)
-                assert not undeclared, f"{service} has collections the data map does not declare: {undeclared}"
-                assert collections_of(service) <= existing, f"the data map names {service} collections never made"
-        finally:
-            await mongo.close()
+        assert await eventually(lambda: rows_of("answer_contributions", device["participant_id"]))
+        objected = await platform.gateway.post("/v1/me/rights-requests", json={"kind": "objection"},
+                                               headers=bearer(other["device_token"]))
+        assert objected.status_code == 202, objected.text
+        erased = await platform.gateway.post("/v1/me/rights-requests", json={"kind": "erasure"},
+                                             headers=bearer(device["device_token"]))
+        assert erased.status_code == 202, erased.text
+        request_id = erased.json()["request_id"]
+        confirmed = await read_topic(stack.kafka_bootstrap, Topics.STORE_ERASURE_COMPLETED, until=lambda rs: {
+            r["value"]["data"]["store"] for r in rs if r["value"]["data"]["request_id"] == request_id
+        } >= erasure_stores() - {"rights.data_keys"})
+        assert {r["value"]["data"]["store"] for r in confirmed
+                if r["value"]["data"]["request_id"] == request_id} == erasure_stores() - {"rights.data_keys"}
+
+        # A late, redelivered device-enrolled brings nothing back into analytics.
+        late = DeviceEnrolled(source="tessera/enrolment", subject=device["participant_id"],
+                              tenant_id=tenant["tenant_id"],
+                              data=DeviceEnrolledData(participant_id=device["participant_id"], platform="ios",
+                                                      form_factor="phone", enrolled_at=datetime.now(UTC)))
+        await produce(stack.kafka_bootstrap, Topics.DEVICE_ENROLLED, late.model_dump_json().encode(),
+                      key=device["participant_id"].encode())
+        # Barrier: a device enrolled after the late one on the same key is counted
+        # only once the late one was handled.
+        fresh = DeviceEnrolled(source="tessera/enrolment", subject=f"p_{uuid4().hex[:12]}",
+                               tenant_id=tenant["tenant_id"],
+                               data=DeviceEnrolledData(participant_id=f"p_{uuid4().hex[:12]}",
+                                                       platform="ios", form_factor="phone",
+                                                       enrolled_at=datetime.now(UTC)))
+        await produce(stack.kafka_bootstrap, Topics.DEVICE_ENROLLED, fresh.model_dump_json().encode(),
+                      key=device["participant_id"].encode())
+        assert await eventually(lambda: rows_of("device_contributions", fresh.data.participant_id))
+        assert await rows_of("device_contributions", device["participant_id"]) == []
+
+        for service in ("enrolment", "dialogue", "rights", "analytics"):
+            # The common outbox and inbox are the services' plumbing, not data they hold.
+            existing = await tables(platform.database_url(service, owner=True)) - {"outbox", "inbox"}
+            undeclared = existing - collections_of(service)
+            assert not undeclared, f"{service} has tables the data map does not declare: {undeclared}"
+            assert collections_of(service) <= existing, f"the data map names {service} tables never made"
