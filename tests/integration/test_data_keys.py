@@ -244,3 +244,16 @@ async def test_the_client_reports_an_unreachable_service():
                 await call
     finally:
         await client.aclose()
+
+
+async def test_a_key_created_while_it_is_destroyed_never_outlives_the_erasure(rights, rights_db):
+    participants = [new_participant() for _ in range(10)]
+
+    await asyncio.gather(*(call for p in participants for call in (
+        put_key(rights, p, headers=AUTH), rights.delete(f"/internal/v1/data-keys/{p}", headers=AUTH),
+        put_key(rights, p, headers=AUTH))))
+
+    assert await fetchval(rights_db, "SELECT count(*) FROM data_keys WHERE participant_id = ANY($1)",
+                          participants) == 0
+    assert await fetchval(rights_db, "SELECT count(*) FROM erased_participants WHERE marker = ANY($1)",
+                          [erased_marker(MARKER_KEY, p) for p in participants]) == len(participants)

@@ -328,6 +328,9 @@ class RightsStore:
         """The internal route's erasure of a key, which names no tenant: the marker
         first, then the key of whichever tenant holds it, in one unit."""
         async with self.unit(None) as uow:
+            # Locked before looking: a key created meanwhile is then either seen here
+            # or refused by the marker this unit writes.
+            await uow.lock_participant_key(marker)
             tenant_id = await uow.connection.fetchval("SELECT data_key_tenant($1)", participant_id)
             if tenant_id is not None:
                 uow.tenant_id = tenant_id
