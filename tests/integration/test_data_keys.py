@@ -10,9 +10,8 @@ from uuid import uuid4
 
 import httpx
 import pytest
-from pymongo import AsyncMongoClient
-
-from support.apps import running, unique_db
+from support.apps import running
+from support.db import fetch, fetchval
 from tessera_common.crypto import open_text, seal_text
 from tessera_common.datakeys import DataKeyClient, KeyServiceUnavailable, ParticipantErased, WrongTenant
 from tessera_common.secrets import erased_marker
@@ -34,11 +33,10 @@ def rights_app(stack):
     return create_app(
         RightsSettings(
             kafka_bootstrap_servers=stack.kafka_bootstrap,
-            mongo_url=stack.mongo_url,
-            mongo_database=unique_db("rights"),
             environment="test",
             internal_token=INTERNAL_TOKEN,
             erased_marker_key=MARKER_KEY,
+            **stack.database("rights"),
         )
     )
 
@@ -50,10 +48,9 @@ async def rights(rights_app) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture(scope="module")
-async def rights_db(stack, rights_app):
-    mongo = AsyncMongoClient(stack.mongo_url)
-    yield mongo[rights_app.state.wiring.settings.mongo_database]
-    await mongo.close()
+def rights_db(rights_app) -> str:
+    """The rights database, as its owner (row-level security does not bind it)."""
+    return rights_app.state.wiring.settings.database_owner_url.get_secret_value()
 
 
 async def put_key(client: httpx.AsyncClient, participant_id: str, tenant_id: str = "t_one", **kwargs):
@@ -99,9 +96,9 @@ async def test_every_route_needs_the_internal_token(rights, rights_db, headers):
     for answer in answers:
         assert answer.status_code == 401
         assert answer.json()["detail"]["code"] == "invalid_internal_token"
-    assert await rights_db["data_keys"].count_documents({"_id": participant_id}) == 0
+    assert await fetchval(rights_db, "SELECT count(*) FROM data_keys WHERE participant_id = $1", participant_id) == 0
     marker = erased_marker(MARKER_KEY, participant_id)
-    assert await rights_db["erased_participants"].count_documents({"_id": marker}) == 0
+    assert await fetchval(rights_db, "SELECT count(*) FROM erased_participants WHERE marker = $1", marker) == 0
 
 
 async def test_a_key_is_never_handed_to_another_tenant(rights):
@@ -133,11 +130,11 @@ async def test_a_destroyed_key_is_gone_for_good_and_only_a_marker_remains(rights
     assert destroyed.status_code == 204
     assert fetched.status_code == 410 and fetched.json()["detail"]["code"] == "erased"
     assert recreated.status_code == 410 and recreated.json()["detail"]["code"] == "erased"
-    assert await rights_db["data_keys"].find_one({"_id": participant_id}) is None
-    markers = [m async for m in rights_db["erased_participants"].find({})]
+    assert await fetch(rights_db, "SELECT * FROM data_keys WHERE participant_id = $1", participant_id) == []
+    markers = await fetch(rights_db, "SELECT * FROM erased_participants")
     assert participant_id not in repr(markers)
-    [mine] = [m for m in markers if m["_id"] == erased_marker(MARKER_KEY, participant_id)]
-    assert set(mine) == {"_id", "erased_at"}
+    [mine] = [m for m in markers if m["marker"] == erased_marker(MARKER_KEY, participant_id)]
+    assert set(mine) == {"marker", "erased_at"}
 
 
 async def test_destroying_is_idempotent_even_without_a_key(rights):
@@ -166,12 +163,12 @@ async def test_destroying_is_idempotent_even_without_a_key(rights):
 )
 async def test_bad_input_is_refused_and_writes_nothing(rights, rights_db, path, body, status_code):
     participant_id = new_participant()
-    before = await rights_db["data_keys"].count_documents({})
+    before = await fetchval(rights_db, "SELECT count(*) FROM data_keys")
 
     answer = await rights.put(f"/internal/v1/data-keys/{path.format(p=participant_id)}", json=body, headers=AUTH)
 
     assert answer.status_code == status_code
-    assert await rights_db["data_keys"].count_documents({}) == before
+    assert await fetchval(rights_db, "SELECT count(*) FROM data_keys") == before
 
 
 async def test_the_stored_key_is_wrapped_never_plaintext(rights, rights_db):
@@ -179,9 +176,9 @@ async def test_the_stored_key_is_wrapped_never_plaintext(rights, rights_db):
     body = (await put_key(rights, participant_id, headers=AUTH)).json()
     key = base64.b64decode(body["key"])
 
-    document = await rights_db["data_keys"].find_one({"_id": participant_id})
+    [document] = await fetch(rights_db, "SELECT * FROM data_keys WHERE participant_id = $1", participant_id)
 
-    assert set(document) == {"_id", "tenant_id", "key_id", "nonce", "wrapped", "created_at"}
+    assert set(document) == {"participant_id", "tenant_id", "key_id", "nonce", "wrapped", "created_at"}
     assert document["key_id"] == body["key_id"]
     stored = repr(document).encode() + document["nonce"] + document["wrapped"]
     for form in (key, body["key"].encode(), base64.urlsafe_b64encode(key), key.hex().encode()):
@@ -196,7 +193,7 @@ async def test_concurrent_creates_end_with_one_key(rights, rights_db):
     assert sorted(a.status_code for a in answers) == [200, 200, 200, 200, 201]
     assert len({a.json()["key_id"] for a in answers}) == 1
     assert len({a.json()["key"] for a in answers}) == 1
-    assert await rights_db["data_keys"].count_documents({"_id": participant_id}) == 1
+    assert await fetchval(rights_db, "SELECT count(*) FROM data_keys WHERE participant_id = $1", participant_id) == 1
 
 
 async def test_the_client_caches_keys_and_stops_at_erasure(rights, rights_app):
@@ -247,3 +244,16 @@ async def test_the_client_reports_an_unreachable_service():
                 await call
     finally:
         await client.aclose()
+
+
+async def test_a_key_created_while_it_is_destroyed_never_outlives_the_erasure(rights, rights_db):
+    participants = [new_participant() for _ in range(10)]
+
+    await asyncio.gather(*(call for p in participants for call in (
+        put_key(rights, p, headers=AUTH), rights.delete(f"/internal/v1/data-keys/{p}", headers=AUTH),
+        put_key(rights, p, headers=AUTH))))
+
+    assert await fetchval(rights_db, "SELECT count(*) FROM data_keys WHERE participant_id = ANY($1)",
+                          participants) == 0
+    assert await fetchval(rights_db, "SELECT count(*) FROM erased_participants WHERE marker = ANY($1)",
+                          [erased_marker(MARKER_KEY, p) for p in participants]) == len(participants)

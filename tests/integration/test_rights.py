@@ -9,8 +9,8 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
-from pymongo import AsyncMongoClient
 
 from support.apps import (
     INTERNAL_TOKEN,
@@ -23,9 +23,8 @@ from support.apps import (
     tenant_known_to_dialogue,
     tenant_known_to_rights,
 )
-from support.db import fetchval
+from support.db import connected, fetch, fetchval, tables_mentioning
 from support.kafka import eventually, produce, read_to_end, read_topic
-from tessera_analytics.store import record_id_for
 from tessera_common.datamap import erasure_stores, objection_stores
 from tessera_common.events import Topics
 from tessera_common.secrets import erased_marker
@@ -40,13 +39,6 @@ SECRET_TEXT = "Mijn buurvrouw Trijntje Oosterhuis-Vermeulen wil een bankje bij d
 async def platform(stack) -> AsyncIterator[Platform]:
     async with running_platform(stack) as running:
         yield running
-
-
-@pytest.fixture
-async def mongo(stack) -> AsyncIterator[AsyncMongoClient]:
-    client = AsyncMongoClient(stack.mongo_url, tz_aware=True)
-    yield client
-    await client.close()
 
 
 async def tenant_with_dialogue(platform: Platform) -> tuple[dict, dict]:
@@ -91,29 +83,29 @@ async def completed(platform: Platform, request_id: str, secret: str, timeout: f
     return await eventually(done, timeout=timeout)
 
 
-async def contributions_of(mongo: AsyncMongoClient, platform: Platform, participant_id: str):
-    return await mongo[platform.db_name("analytics")]["device_contributions"].find_one({"_id": participant_id})
+async def contributions_of(platform: Platform, participant_id: str):
+    rows = await fetch(platform.database_url("analytics", owner=True),
+                       "SELECT * FROM device_contributions WHERE participant_id = $1", participant_id)
+    return rows[0] if rows else None
 
 
-async def databases_mentioning(mongo: AsyncMongoClient, platform: Platform, *needles: str) -> list[str]:
-    """Every collection of every service's database whose documents contain a needle."""
+async def databases_mentioning(platform: Platform, *needles: str) -> list[str]:
+    """Every table of every service's database with a row that contains a needle, read
+    as each database's owner (every tenant's rows)."""
     found = []
     for service in ("enrolment", "dialogue", "rights", "analytics"):
-        database = mongo[platform.db_name(service)]
-        for name in await database.list_collection_names():
-            async for document in database[name].find({}):
-                dumped = json.dumps(document, default=str)
-                found += [f"{service}.{name}" for needle in needles if needle in dumped]
+        found += [f"{service}.{table}"
+                  for table in await tables_mentioning(platform.database_url(service, owner=True), *needles)]
     return found
 
 
-async def test_erasure_through_the_gateway_reaches_every_store_and_leaves_a_signed_receipt(platform, mongo, stack):
+async def test_erasure_through_the_gateway_reaches_every_store_and_leaves_a_signed_receipt(platform, stack):
     tenant, dialogue = await tenant_with_dialogue(platform)
     device, other = await enrol_devices(platform, tenant, 2)
     pid = device["participant_id"]
     await answer_both(platform, device, dialogue)
     await answer_both(platform, other, dialogue, text="Meer bomen graag")
-    assert await eventually(lambda: contributions_of(mongo, platform, pid))
+    assert await eventually(lambda: contributions_of(platform, pid))
 
     # An earlier access request keeps the participant ID until the erasure completes.
     access = await platform.gateway.post("/v1/me/rights-requests", json={"kind": "access"},
@@ -176,8 +168,8 @@ async def test_erasure_through_the_gateway_reaches_every_store_and_leaves_a_sign
     assert verify_receipt(public["public_key"], verification["signed"])
 
     # Nothing about the participant is left in any database: no ID, no answer text.
-    assert await databases_mentioning(mongo, platform, pid, SECRET_TEXT) == []
-    assert await contributions_of(mongo, platform, pid) is None
+    assert await databases_mentioning(platform, pid, SECRET_TEXT) == []
+    assert await contributions_of(platform, pid) is None
     # Kafka: the answer text was never there in plaintext, nor the device token.
     for topic in Topics.all() + [Topics.for_tenant(tenant["tenant_id"])]:
         for record in await read_to_end(stack.kafka_bootstrap, topic):
@@ -187,11 +179,11 @@ async def test_erasure_through_the_gateway_reaches_every_store_and_leaves_a_sign
     assert (await platform.gateway.get("/v1/me/answers", headers=bearer(other["device_token"]))).json()["answers"]
 
 
-async def test_erasure_waits_for_a_stopped_store_retries_and_completes_when_it_returns(platform, mongo, stack):
+async def test_erasure_waits_for_a_stopped_store_retries_and_completes_when_it_returns(platform, stack):
     tenant, dialogue = await tenant_with_dialogue(platform)
     (device,) = await enrol_devices(platform, tenant, 1)
     await answer_both(platform, device, dialogue)
-    assert await eventually(lambda: contributions_of(mongo, platform, device["participant_id"]))
+    assert await eventually(lambda: contributions_of(platform, device["participant_id"]))
 
     await platform.stop("analytics")
     try:
@@ -218,7 +210,7 @@ async def test_erasure_waits_for_a_stopped_store_retries_and_completes_when_it_r
 
     done = await completed(platform, request["request_id"], request["status_secret"], timeout=90)
     assert all(p["status"] == "confirmed" for p in done["progress"])
-    assert await contributions_of(mongo, platform, device["participant_id"]) is None
+    assert await contributions_of(platform, device["participant_id"]) is None
     trail = (await platform.rights.get(f"/v1/tenants/{tenant['tenant_id']}/audit",
                                        headers=bearer(tenant["api_key"]))).json()["entries"]
     retries = [e["record"] for e in trail if e["record"]["action"] == "retry"]
@@ -245,13 +237,18 @@ async def test_erasure_waits_for_a_stopped_store_retries_and_completes_when_it_r
     assert foreign.status_code == 404
 
 
-async def test_a_redelivered_answer_event_after_erasure_brings_nothing_back(platform, mongo, stack):
+async def test_a_redelivered_answer_event_after_erasure_brings_nothing_back(platform, stack):
     tenant, dialogue = await tenant_with_dialogue(platform)
     device, other = await enrol_devices(platform, tenant, 2)
     pid = device["participant_id"]
     await answer_both(platform, device, dialogue)
-    answers = mongo[platform.db_name("analytics")]["answer_contributions"]
-    assert await eventually(lambda: answers.find_one({"participant_id": pid}))
+    analytics = platform.database_url("analytics", owner=True)
+
+    async def answers_of(participant_id: str, answer_id: str | None = None) -> list[dict]:
+        return await fetch(analytics, "SELECT * FROM answer_contributions WHERE participant_id = $1"
+                                      " AND ($2::text IS NULL OR answer_id = $2)", participant_id, answer_id)
+
+    assert await eventually(lambda: answers_of(pid))
     submitted = await read_topic(stack.kafka_bootstrap, Topics.ANSWER_SUBMITTED, until=lambda rs: any(
         r["value"]["data"]["participant_id"] == pid for r in rs))
     originals = [r for r in submitted if r["value"]["data"]["participant_id"] == pid]
@@ -270,21 +267,20 @@ async def test_a_redelivered_answer_event_after_erasure_brings_nothing_back(plat
     barrier["data"]["participant_id"] = other["participant_id"]
     barrier["data"]["answer_id"] = "a_barrier_" + other["participant_id"][-8:]
     await produce(stack.kafka_bootstrap, Topics.ANSWER_SUBMITTED, json.dumps(barrier).encode(), key=pid.encode())
-    barrier_record = record_id_for(barrier["data"]["question_id"], other["participant_id"])
-    assert await eventually(lambda: answers.find_one({"_id": barrier_record}))
-    assert await answers.find_one({"participant_id": pid}) is None
-    assert await databases_mentioning(mongo, platform, pid) == []
+    assert await eventually(lambda: answers_of(other["participant_id"], barrier["data"]["answer_id"]))
+    assert await answers_of(pid) == []
+    assert await databases_mentioning(platform, pid) == []
 
 
-async def test_changing_removing_or_reordering_an_audit_entry_is_detected(platform, mongo):
+async def test_changing_removing_or_reordering_an_audit_entry_is_detected(platform):
     tenant, _ = await tenant_with_dialogue(platform)
     devices = await enrol_devices(platform, tenant, 2)
     for device in devices:
         asked = await platform.gateway.post("/v1/me/rights-requests", json={"kind": "erasure"},
                                             headers=bearer(device["device_token"]))
         await completed(platform, asked.json()["request_id"], asked.json()["status_secret"])
-    audit = mongo[platform.db_name("rights")]["audit"]
-    url = f"/v1/tenants/{tenant['tenant_id']}/audit/verification"
+    tenant_id = tenant["tenant_id"]
+    url = f"/v1/tenants/{tenant_id}/audit/verification"
     auth = bearer(tenant["api_key"])
 
     async def verification() -> dict:
@@ -292,41 +288,61 @@ async def test_changing_removing_or_reordering_an_audit_entry_is_detected(platfo
 
     intact = await verification()
     assert intact["valid"] and intact["entries"] >= 10
-    target = f"{tenant['tenant_id']}:{4:012d}"
-    original = await audit.find_one({"_id": target})
 
-    await audit.update_one({"_id": target}, {"$set": {"record.actor": "retention"}})
-    changed = await verification()
-    assert changed["valid"] is False and changed["broken_at"] == 4 and "changed" in changed["reason"]
+    # The service's own role may not change or remove an entry at all.
+    async with connected(platform.database_url("rights")) as service:
+        async with service.transaction():
+            await service.execute("SELECT set_config('tessera.tenant_id', $1, true)", tenant_id)
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await service.execute("DELETE FROM audit WHERE tenant_id = $1 AND seq = 4", tenant_id)
 
-    # Re-hashing the changed entry does not help: the next one no longer follows it.
-    from tessera_rights.domain import audit_hash
-    tampered = await audit.find_one({"_id": target})
-    await audit.update_one({"_id": target}, {"$set": {"hash": audit_hash(tampered["prev_hash"], 4,
-                                                                         tampered["record"])}})
-    assert (await verification())["broken_at"] == 5
-    await audit.replace_one({"_id": target}, original)
-    assert (await verification())["valid"] is True
+    # The owner can (it bypasses the service's grants): verification still tells.
+    async with connected(platform.database_url("rights", owner=True)) as audit:
+        async def entry(seq: int) -> dict:
+            return dict(await audit.fetchrow("SELECT * FROM audit WHERE tenant_id = $1 AND seq = $2", tenant_id, seq))
 
-    await audit.delete_one({"_id": target})
-    removed = await verification()
-    assert removed["valid"] is False and removed["broken_at"] == 4
-    await audit.insert_one(original)
+        async def put_back(row: dict) -> None:
+            await audit.execute("INSERT INTO audit (tenant_id, seq, prev_hash, hash, record)"
+                                " VALUES ($1, $2, $3, $4, $5::jsonb)", row["tenant_id"], row["seq"],
+                                row["prev_hash"], row["hash"], row["record"])
 
-    last = intact["entries"]
-    tail = await audit.find_one({"_id": f"{tenant['tenant_id']}:{last:012d}"})
-    await audit.delete_one({"_id": tail["_id"]})
-    truncated = await verification()
-    assert truncated["valid"] is False and truncated["broken_at"] == last
-    await audit.insert_one(tail)
+        original = await entry(4)
+        await audit.execute("UPDATE audit SET record = jsonb_set(record::jsonb, '{actor}', '\"retention\"')"
+                            " WHERE tenant_id = $1 AND seq = 4", tenant_id)
+        changed = await verification()
+        assert changed["valid"] is False and changed["broken_at"] == 4 and "changed" in changed["reason"]
 
-    five = await audit.find_one({"_id": f"{tenant['tenant_id']}:{5:012d}"})
-    await audit.update_one({"_id": target}, {"$set": {"seq": 5}})
-    await audit.update_one({"_id": five["_id"]}, {"$set": {"seq": 4}})
-    assert (await verification())["valid"] is False
-    await audit.update_one({"_id": target}, {"$set": {"seq": 4}})
-    await audit.update_one({"_id": five["_id"]}, {"$set": {"seq": 5}})
-    assert (await verification())["valid"] is True
+        # Re-hashing the changed entry does not help: the next one no longer follows it.
+        from tessera_rights.domain import audit_hash
+        tampered = await entry(4)
+        await audit.execute("UPDATE audit SET hash = $2 WHERE tenant_id = $1 AND seq = 4", tenant_id,
+                            audit_hash(tampered["prev_hash"], 4, json.loads(tampered["record"])))
+        assert (await verification())["broken_at"] == 5
+        await audit.execute("DELETE FROM audit WHERE tenant_id = $1 AND seq = 4", tenant_id)
+        await put_back(original)
+        assert (await verification())["valid"] is True
+
+        await audit.execute("DELETE FROM audit WHERE tenant_id = $1 AND seq = 4", tenant_id)
+        removed = await verification()
+        assert removed["valid"] is False and removed["broken_at"] == 4
+        await put_back(original)
+
+        last = intact["entries"]
+        tail = await entry(last)
+        await audit.execute("DELETE FROM audit WHERE tenant_id = $1 AND seq = $2", tenant_id, last)
+        truncated = await verification()
+        assert truncated["valid"] is False and truncated["broken_at"] == last
+        await put_back(tail)
+
+        # Swapping two positions (through a free one: seq is the key).
+        await audit.execute("UPDATE audit SET seq = 1000000 WHERE tenant_id = $1 AND seq = 4", tenant_id)
+        await audit.execute("UPDATE audit SET seq = 4 WHERE tenant_id = $1 AND seq = 5", tenant_id)
+        await audit.execute("UPDATE audit SET seq = 5 WHERE tenant_id = $1 AND seq = 1000000", tenant_id)
+        assert (await verification())["valid"] is False
+        await audit.execute("UPDATE audit SET seq = 1000000 WHERE tenant_id = $1 AND seq = 4", tenant_id)
+        await audit.execute("UPDATE audit SET seq = 4 WHERE tenant_id = $1 AND seq = 5", tenant_id)
+        await audit.execute("UPDATE audit SET seq = 5 WHERE tenant_id = $1 AND seq = 1000000", tenant_id)
+        assert (await verification())["valid"] is True
 
 
 async def test_access_and_export_gather_every_store_as_json_and_a_readable_summary(platform):
@@ -367,7 +383,7 @@ async def test_access_and_export_gather_every_store_as_json_and_a_readable_summa
         == {SECRET_TEXT, "north"}
 
 
-async def test_rectification_changes_a_closed_dialogues_answer_and_objection_reaches_analytics(platform, mongo):
+async def test_rectification_changes_a_closed_dialogues_answer_and_objection_reaches_analytics(platform):
     tenant, dialogue = await tenant_with_dialogue(platform)
     (device,) = await enrol_devices(platform, tenant, 1)
     text_answer, _ = await answer_both(platform, device, dialogue)
@@ -389,7 +405,7 @@ async def test_rectification_changes_a_closed_dialogues_answer_and_objection_rea
         "kind": "rectification", "answer_id": "a_someone_else", "value": "x"})
     assert foreign.status_code == 404
 
-    assert await eventually(lambda: contributions_of(mongo, platform, device["participant_id"]))
+    assert await eventually(lambda: contributions_of(platform, device["participant_id"]))
     objected = await platform.rights.post(f"/v1/tenants/{tenant['tenant_id']}/rights-requests", headers=auth,
                                           json={"kind": "objection", "participant_id": device["participant_id"]})
     assert objected.status_code == 202, objected.text
@@ -401,12 +417,12 @@ async def test_rectification_changes_a_closed_dialogues_answer_and_objection_rea
 
     done = await eventually(applied, timeout=60)
     assert {p["store"] for p in done["progress"]} == set(objection_stores())
-    assert await contributions_of(mongo, platform, device["participant_id"]) is None
+    assert await contributions_of(platform, device["participant_id"]) is None
     # Objecting is not erasing: the answers are still the participant's to see.
     assert (await platform.gateway.get("/v1/me/answers", headers=bearer(device["device_token"]))).json()["answers"]
 
 
-async def test_tenant_lists_overdue_and_at_risk_requests_first(platform, mongo):
+async def test_tenant_lists_overdue_and_at_risk_requests_first(platform):
     tenant, _ = await tenant_with_dialogue(platform)
     devices = await enrol_devices(platform, tenant, 3)
     auth = bearer(tenant["api_key"])
@@ -416,13 +432,12 @@ async def test_tenant_lists_overdue_and_at_risk_requests_first(platform, mongo):
                                               json={"kind": "access", "participant_id": device["participant_id"]})
         assert response.status_code == 202
         ids.append(response.json()["request_id"])
-    requests = mongo[platform.db_name("rights")]["requests"]
+    rights = platform.database_url("rights", owner=True)
     now = datetime.now(UTC)
     # Two are made open again with their deadlines moved, as time passing would.
-    await requests.update_one({"_id": ids[1]}, {"$set": {"status": "in_progress", "open_rank": 0,
-                                                          "deadline": now - timedelta(days=1)}})
-    await requests.update_one({"_id": ids[2]}, {"$set": {"status": "in_progress", "open_rank": 0,
-                                                          "deadline": now + timedelta(days=3)}})
+    for request_id, deadline in ((ids[1], now - timedelta(days=1)), (ids[2], now + timedelta(days=3))):
+        await fetch(rights, "UPDATE requests SET status = 'in_progress', open_rank = 0, deadline = $2"
+                             " WHERE request_id = $1 RETURNING 1", request_id, deadline)
     listed = (await platform.rights.get(f"/v1/tenants/{tenant['tenant_id']}/rights-requests",
                                         headers=auth)).json()["requests"]
     assert [r["request_id"] for r in listed] == [ids[1], ids[2], ids[0]]
@@ -436,7 +451,7 @@ async def test_tenant_lists_overdue_and_at_risk_requests_first(platform, mongo):
     assert [r["request_id"] for r in by_participant] == [ids[0]]
 
 
-async def test_retention_erases_answers_of_a_long_closed_dialogue_through_the_same_pipeline(platform, mongo):
+async def test_retention_erases_answers_of_a_long_closed_dialogue_through_the_same_pipeline(platform):
     tenant, dialogue = await tenant_with_dialogue(platform)
     devices = await enrol_devices(platform, tenant, 2)
     for device in devices:
@@ -459,10 +474,9 @@ async def test_retention_erases_answers_of_a_long_closed_dialogue_through_the_sa
     done = await eventually(all_done, timeout=60)
     assert {r["actor"] for r in done} == {"retention"} and {r["reason"] for r in done} == {"retention"}
     assert {r["scope"]["dialogue_id"] for r in done} == {dialogue["dialogue_id"]}
-    assert await fetchval(platform.database_url("dialogue", owner=True),
-                          "SELECT count(*) FROM answers WHERE dialogue_id = $1", dialogue["dialogue_id"]) == 0
-    contributions = mongo[platform.db_name("analytics")]["answer_contributions"]
-    assert await contributions.count_documents({"dialogue_id": dialogue["dialogue_id"]}) == 0
+    for service, table in (("dialogue", "answers"), ("analytics", "answer_contributions")):
+        assert await fetchval(platform.database_url(service, owner=True),
+                              f"SELECT count(*) FROM {table} WHERE dialogue_id = $1", dialogue["dialogue_id"]) == 0
     # Only the answers expired: the devices still work.
     assert (await platform.gateway.get("/v1/me", headers=bearer(devices[0]["device_token"]))).status_code == 200
 
@@ -482,6 +496,11 @@ async def test_retention_erases_answers_of_a_long_closed_dialogue_through_the_sa
     assert {r["actor"] for r in whole} == {"retention"}
 
 
+async def requests_of_tenant(platform: Platform, tenant: dict) -> int:
+    return await fetchval(platform.database_url("rights", owner=True),
+                          "SELECT count(*) FROM requests WHERE tenant_id = $1", tenant["tenant_id"])
+
+
 async def _completed_erasures(platform: Platform, tenant: dict, scope, n: int):
     listed = (await platform.rights.get(f"/v1/tenants/{tenant['tenant_id']}/rights-requests",
                                         params={"kind": "erasure", "status": "completed"},
@@ -499,18 +518,18 @@ async def _completed_erasures(platform: Platform, tenant: dict, scope, n: int):
     ({"kind": "erasure", "extra": 1}, 422, None),
     ({"kind": ["erasure"]}, 422, None),
 ])
-async def test_bad_participant_requests_are_refused_and_change_nothing(platform, mongo, body, status, code):
+async def test_bad_participant_requests_are_refused_and_change_nothing(platform, body, status, code):
     tenant, _ = await tenant_with_dialogue(platform)
     (device,) = await enrol_devices(platform, tenant, 1)
     response = await platform.gateway.post("/v1/me/rights-requests", json=body, headers=bearer(device["device_token"]))
     assert response.status_code == status, response.text
     if code:
         assert response.json()["detail"]["code"] == code
-    assert await mongo[platform.db_name("rights")]["requests"].count_documents({"tenant_id": tenant["tenant_id"]}) == 0
+    assert await requests_of_tenant(platform, tenant) == 0
     assert (await platform.gateway.get("/v1/me", headers=bearer(device["device_token"]))).status_code == 200
 
 
-async def test_tenant_requests_for_unknown_or_foreign_participants_and_bad_credentials(platform, mongo):
+async def test_tenant_requests_for_unknown_or_foreign_participants_and_bad_credentials(platform):
     tenant, _ = await tenant_with_dialogue(platform)
     other, _ = await tenant_with_dialogue(platform)
     (foreign,) = await enrol_devices(platform, other, 1)
@@ -526,7 +545,7 @@ async def test_tenant_requests_for_unknown_or_foreign_participants_and_bad_crede
     assert (await platform.rights.post(url, json={"kind": "access", "participant_id": "p_x"})).status_code == 401
     huge = {"kind": "rectification", "participant_id": "p_x", "answer_id": "a_x", "value": "x" * 40_000}
     assert (await platform.rights.post(url, headers=auth, json=huge)).status_code == 413
-    assert await mongo[platform.db_name("rights")]["requests"].count_documents({"tenant_id": tenant["tenant_id"]}) == 0
+    assert await requests_of_tenant(platform, tenant) == 0
     # The foreign participant's device is untouched by the refused erasure.
     assert (await platform.gateway.get("/v1/me", headers=bearer(foreign["device_token"]))).status_code == 200
     # Participant routes answer only with the gateway's assertion; status routes only with the secret.

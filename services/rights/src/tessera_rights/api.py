@@ -11,7 +11,7 @@ Nothing here logs a participant ID or a key; logs and metrics carry outcomes onl
 
 
 import base64
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, NoReturn
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
@@ -108,11 +108,10 @@ def build_data_key_router(store: RightsStore, internal_token: str, erased_marker
                 key_id=new_id("k"),
                 created_at=datetime.now(UTC),
             )
-            stored, created = await store.add_data_key(fresh)
-            # An erasure may have written its marker after our check and deleted
-            # nothing yet; looking again after the insert means a key never outlives it.
-            if stored is None or (created and await store.is_erased(marker)):
-                await store.delete_data_key(participant_id)
+            # Under the participant's key lock: an erasure that wrote its marker after
+            # the check above makes this refuse, so a key never outlives an erasure.
+            stored, created = await store.add_data_key(fresh, marker)
+            if stored is None:
                 refuse("put", "erased")
         if stored.tenant_id != body.tenant_id:
             refuse("put", "wrong_tenant")
@@ -135,11 +134,8 @@ def build_data_key_router(store: RightsStore, internal_token: str, erased_marker
 
     @router.delete("/data-keys/{participant_id}", status_code=status.HTTP_204_NO_CONTENT)
     async def destroy_data_key(participant_id: ParticipantId) -> Response:
-        """Idempotent. The marker is written first, so a crash in between leaves an
-        erased participant with a marker and perhaps a key that nothing hands out
-        (GET and PUT answer 410) until the retried DELETE removes it."""
-        await store.mark_erased(marker_of(participant_id), datetime.now(UTC))
-        await store.delete_data_key(participant_id)
+        """Idempotent. The marker and the key's removal commit together."""
+        await store.destroy_data_key(marker_of(participant_id), participant_id, datetime.now(UTC))
         outcomes.add(1, {"operation": "delete", "outcome": "destroyed"})
         log.info("data_key_destroyed")
         return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -293,9 +289,8 @@ def build_requests_router(desk: Desk, gateway_public_key: str | None, receipt_pu
         return RightsRequestList(requests=[request_out(r) for r in mine], limit=100, offset=0)
 
     async def my_request(participant: Participant, request_id: str) -> dict[str, Any]:
-        found = await store.request(request_id)
-        if (found is None or found["tenant_id"] != participant.tenant_id
-                or found["subject"] != desk.marker(participant.participant_id)):
+        found = await store.request(participant.tenant_id, request_id)
+        if found is None or found["subject"] != desk.marker(participant.participant_id):
             raise problem(404, "request_not_found", "no such rights request")
         return found
 
@@ -338,24 +333,23 @@ def build_requests_router(desk: Desk, gateway_public_key: str | None, receipt_pu
     ) -> RightsRequestList:
         """Open requests first, nearest deadline first, so overdue and at-risk ones
         lead; then closed ones, newest first."""
-        condition: dict[str, Any] = {}
-        if status_ is not None:
-            condition["status"] = status_
-        if kind is not None:
-            condition["kind"] = kind
-        if participant_id is not None:
-            condition["subject"] = desk.marker(participant_id)
         now = datetime.now(UTC)
+        deadline_from = deadline_before = None
         if urgency == "overdue":
-            condition.update(status="in_progress", deadline={"$lt": now})
+            status_, deadline_before = "in_progress", now
         elif urgency == "at_risk":
-            condition.update(status="in_progress", deadline={"$gte": now, "$lte": now + domain.AT_RISK_WITHIN})
-        found = await store.list_requests(tenant_id, condition, limit, offset)
+            # deadline within [now, now + AT_RISK_WITHIN]; the upper bound nudged to keep it inclusive
+            status_, deadline_from = "in_progress", now
+            deadline_before = now + domain.AT_RISK_WITHIN + timedelta(microseconds=1)
+        found = await store.list_requests(
+            tenant_id, status=status_, kind=kind,
+            subject=desk.marker(participant_id) if participant_id is not None else None,
+            deadline_from=deadline_from, deadline_before=deadline_before, limit=limit, skip=offset)
         return RightsRequestList(requests=[request_out(r) for r in found], limit=limit, offset=offset)
 
     async def tenant_request_of(tenant_id: str, request_id: str) -> dict[str, Any]:
-        found = await store.request(request_id)
-        if found is None or found["tenant_id"] != tenant_id:
+        found = await store.request(tenant_id, request_id)
+        if found is None:
             raise problem(404, "request_not_found", "this tenant has no such rights request")
         return found
 
@@ -399,8 +393,8 @@ def build_requests_router(desk: Desk, gateway_public_key: str | None, receipt_pu
     async def verify_audit(tenant_id: AuthorisedTenant) -> VerificationOut:
         """Recompute the whole chain: any changed, reordered, inserted or removed entry
         shows as ``valid: false`` with the first entry that does not fit."""
-        head = await store.audit_head(tenant_id)
-        result = domain.verify_chain(await store.audit_entries(tenant_id), head)
+        head, entries = await store.audit_chain(tenant_id)
+        result = domain.verify_chain(entries, head)
         statement = {"type": "tessera.audit-verification.v1", "tenant_id": tenant_id, "valid": result.valid,
                      "entries": result.entries, "head_hash": result.head_hash,
                      "verified_at": datetime.now(UTC).isoformat()}
@@ -422,7 +416,7 @@ def build_requests_router(desk: Desk, gateway_public_key: str | None, receipt_pu
 
     async def by_status_secret(request_id: str, credentials: BearerCredentials) -> dict[str, Any]:
         presented = require_bearer(credentials)
-        found = await store.request(request_id, with_secret=True)
+        found = await store.request_by_id(request_id, with_secret=True)
         if (found is None or found.get("status_secret_sha256") is None
                 or split_secret_selector(STATUS_SECRET_PREFIX, presented) != request_id
                 or not constant_time_equals(found["status_secret_sha256"], secret_hash(presented))):

@@ -16,7 +16,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from tessera_common.broker import ensure_topics
 from tessera_common.logs import get_logger
-from tessera_common.outbox import OutboxRelay
+from tessera_common.postgres import migration_dirs
 from tessera_common.service import serve, service_app, wire
 from tessera_common.settings import ServiceSettings
 from tessera_rights.api import build_data_key_router, build_requests_router
@@ -36,7 +36,7 @@ DEV_RECEIPT_SIGNING_KEY = base64.b64encode(hashlib.sha256(b"tessera development 
 class RightsSettings(ServiceSettings):
     service_name: str = "tessera-rights"
     port: int = 8003
-    mongo_database: str = "tessera_rights"
+    database_url: SecretStr = SecretStr("postgresql://tessera_rights@127.0.0.1:5432/tessera_rights")
     #: Key-encryption key (base64, 32 raw bytes) under which every participant's data
     #: key is wrapped at rest; losing it makes every stored data key unreadable.
     data_key_master_key: SecretStr = SecretStr(DEV_DATA_KEY_MASTER_KEY)
@@ -76,9 +76,8 @@ def create_app(
     analytics apps instead of ports."""
     settings = settings or RightsSettings()
     transports = store_transports or {}
-    wiring = wire(settings, span_exporter)
-    store = RightsStore(wiring.db)
-    relay = OutboxRelay(wiring.broker, [store.requests], grace_seconds=settings.outbox_sweep_seconds)
+    wiring = wire(settings, migration_dirs("rights"), span_exporter)
+    store = RightsStore(wiring.database)
     internal_token = settings.internal_token.get_secret_value()
     stores = {
         name: httpx.AsyncClient(base_url=url, transport=transports.get(name), timeout=settings.store_timeout_seconds,
@@ -92,14 +91,13 @@ def create_app(
         await ensure_topics(settings.kafka_bootstrap_servers, [topic], partitions=settings.kafka_topic_partitions,
                             replication_factor=settings.kafka_replication_factor)
 
-    desk = Desk(store, relay, wiring.broker, stores, settings.erased_marker_key.get_secret_value(), signing_key,
+    desk = Desk(store, stores, settings.erased_marker_key.get_secret_value(), signing_key,
                 Timing(settings.retry_base_seconds, settings.retry_cap_seconds), ensure_tenant_topic)
     retention = Retention(desk)
     register_handlers(wiring.broker, desk)
     loops: list[asyncio.Task] = []
 
     async def start() -> None:
-        await store.ensure_indexes()
         loops.append(asyncio.create_task(every(settings.retry_check_seconds, desk.retry_due, "retry")))
         loops.append(asyncio.create_task(every(settings.retention_check_seconds, retention.run_once, "retention")))
 
@@ -129,11 +127,13 @@ def create_app(
         ],
         on_start=start,
         on_stop=stop,
-        relay=relay,
     )
     app.state.desk = desk
     app.state.retention = retention
     return app
+
+
+SETTINGS_CLASS = RightsSettings
 
 
 async def every(seconds: float, job, name: str) -> None:  # type: ignore[no-untyped-def]

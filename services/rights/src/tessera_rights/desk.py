@@ -6,10 +6,12 @@ An erasure, in order (DESIGN.md §1, §4.3–§4.6):
 
 1. The participant's data key is destroyed (an erased marker first), so every copy of
    their free text in Kafka is unreadable at once.
-2. The request is written with its per-store progress and, in the same write, the
-   ``erasure-requested`` event and the tenant's erasure notice (in-document outbox).
+2. The request is written with its per-store progress, its audit entries, the
+   ``erasure-requested`` event and the tenant's erasure notice: one unit of work, the
+   events in its outbox, so all of it commits (key destruction included) or none.
 3. Every store in the data map deletes and confirms with ``store-erasure-completed``;
-   each confirmation is recorded, in the request and in the audit trail.
+   each confirmation is recorded, in the request and in the audit trail, in the unit
+   that records the event as delivered (a redelivery changes nothing).
 4. A store that has not confirmed is asked again with capped exponential back-off, for
    as long as it takes; the request stays ``in_progress`` and visible as such.
 5. Only when every store confirmed is the request ``completed``: the raw participant ID
@@ -17,6 +19,12 @@ An erasure, in order (DESIGN.md §1, §4.3–§4.6):
 
 The audit trail gets an entry for each step, with the keyed marker in place of the
 participant ID and nothing of the erased data.
+
+Several replicas act on one database: every unit that changes a request locks the
+tenant's audit chain head first (:meth:`.store.RightsUnit.lock_chain`), then the
+request's row, so two confirmations, a confirmation and a retry, or two replicas'
+retry sweeps apply one after the other, each to what the other committed. No HTTP call
+to another service is made while a unit is open.
 """
 
 from __future__ import annotations
@@ -29,7 +37,6 @@ from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from faststream.kafka import KafkaBroker
 
 from tessera_common.datamap import erasure_stores, objection_stores
 from tessera_common.events import (
@@ -44,15 +51,16 @@ from tessera_common.events import (
     partition_key,
 )
 from tessera_common.logs import get_logger
-from tessera_common.mongo import document_lock, now_ms
-from tessera_common.outbox import OutboxRelay, outbox_fields, outbox_update
+from tessera_common.postgres import UniqueViolation, now_ms
 from tessera_common.secrets import erased_marker, new_id, new_split_secret, secret_hash
 from tessera_rights import domain
-from tessera_rights.store import RightsStore
+from tessera_rights.store import RightsStore, RightsUnit
 
 log = get_logger(__name__)
 SOURCE = "tessera/rights"
 STATUS_SECRET_PREFIX = "rss"
+#: The outbox's aggregate type of the events a request causes (keyed by participant).
+AGGREGATE = "rights_request"
 #: This service's own store in the data map: it erases the data key itself, first.
 OWN_STORE = "rights.data_keys"
 #: The stores that hold a participant's data and give it for access and export, by
@@ -92,8 +100,6 @@ class Desk:
     def __init__(
         self,
         store: RightsStore,
-        relay: OutboxRelay,
-        broker: KafkaBroker,
         stores: dict[str, httpx.AsyncClient],
         marker_key: str,
         signing_key: Ed25519PrivateKey,
@@ -101,8 +107,6 @@ class Desk:
         ensure_topic: Callable[[str], Awaitable[None]],
     ) -> None:
         self.store = store
-        self.relay = relay
-        self.broker = broker
         self.stores = stores
         self.marker_key = marker_key
         self.signing_key = signing_key
@@ -134,29 +138,32 @@ class Desk:
         if response.status_code != 200:
             raise StoreUnavailable("enrolment")
 
-    def _serialised(self, key: str):
-        """Within this process, one request (or one subject's new requests) at a time:
-        read, audit and write then follow each other without interleaving."""
-        return document_lock(self.store.requests, f"desk:{key}")
-
     async def receive(self, actor: domain.Actor, tenant_id: str, participant_id: str, kind: str,
                       *, answer_id: str | None = None, value: Any = None, scope: str | None = None) -> Received:
+        """Take a request. A second erasure or objection of a participant (and scope)
+        while one is open returns the open one: the store's unique index on open
+        requests decides between replicas that take the same one at once."""
         subject = self.marker(participant_id)
-        async with self._serialised(subject):
+        for _ in range(3):
             if kind in ("erasure", "objection"):
                 existing = await self.store.open_request(tenant_id, kind, subject, scope)
                 if existing is not None:
                     return Received(existing, created=False)
-            return await self._receive(actor, tenant_id, participant_id, subject, kind, answer_id, value, scope)
+            try:
+                return await self._receive(actor, tenant_id, participant_id, subject, kind, answer_id, value, scope)
+            except UniqueViolation:
+                if kind not in ("erasure", "objection"):
+                    raise
+                # Another replica opened the same request first: return that one.
+        raise RuntimeError("the participant's open request kept changing")
 
     async def _receive(self, actor: domain.Actor, tenant_id: str, participant_id: str, subject: str, kind: str,
                        answer_id: str | None, value: Any, scope: str | None) -> Received:
         if kind != "erasure" and await self.store.is_erased(subject):
             raise RequestRefused(410, "participant_erased", "this participant was erased")
         now = now_ms()
-        request_id = new_id("rr")
         request: dict[str, Any] = {
-            "_id": request_id,
+            "_id": new_id("rr"),
             "tenant_id": tenant_id,
             "participant_id": participant_id,
             "subject": subject,
@@ -171,10 +178,9 @@ class Desk:
             "completed_at": None,
             "attempts": 0,
             "next_retry_at": None,
-            "version": 1,
             "progress": [],
+            "receipt": None,
         }
-        await self.audit(request, "request_received")
         if kind == "erasure":
             return await self._erase(request)
         if kind == "objection":
@@ -188,23 +194,26 @@ class Desk:
         status_secret = new_split_secret(STATUS_SECRET_PREFIX, request["_id"])
         request["status_secret_sha256"] = secret_hash(status_secret)
         stores = erasure_stores() - {OWN_STORE}
-        if request["scope"] is None:
-            destroyed = await self.store.destroy_data_key(request["subject"], participant_id, now)
-            await self.audit(request, "data_key_destroyed", store=OWN_STORE)
-            request["progress"] = [_confirmed(OWN_STORE, now, destroyed)]
-        request["progress"] += [_pending(name) for name in sorted(stores)]
         request["next_retry_at"] = now + retry_delay(0, self.timing)
-        erasure = self._erasure_event(request)
-        notice = ParticipantErasureNotice(
-            source=SOURCE, subject=request["_id"], tenant_id=request["tenant_id"],
-            data=ParticipantErasureNoticeData(**erasure.data.model_dump(exclude={"stores"})),
-        )
+        notices = await self._tenant_topic(request["tenant_id"])  # exists before its event commits
         key = partition_key(participant_id)
-        request.update(outbox_fields(erasure, Topics.ERASURE_REQUESTED, key))
-        request["outbox"].update(outbox_fields(notice, await self._tenant_topic(request["tenant_id"]), key)["outbox"])
-        await self.store.add_request(request)
-        self.relay.publish_soon(self.store.requests, request)
-        await self.audit(request, "erasure_requested", stores=sorted(stores))
+        async with self.store.unit(request["tenant_id"]) as uow:
+            await uow.lock_chain()
+            await self.audit(uow, request, "request_received")
+            if request["scope"] is None:
+                destroyed = await uow.destroy_data_key(request["subject"], participant_id, now)
+                await self.audit(uow, request, "data_key_destroyed", store=OWN_STORE)
+                request["progress"] = [_confirmed(OWN_STORE, now, destroyed)]
+            request["progress"] += [_pending(name) for name in sorted(stores)]
+            await uow.insert_request(request)
+            erasure = self._erasure_event(request)
+            notice = ParticipantErasureNotice(
+                source=SOURCE, subject=request["_id"], tenant_id=request["tenant_id"],
+                data=ParticipantErasureNoticeData(**erasure.data.model_dump(exclude={"stores"})),
+            )
+            await uow.publish(erasure, Topics.ERASURE_REQUESTED, key, aggregatetype=AGGREGATE)
+            await uow.publish(notice, notices, key, aggregatetype=AGGREGATE)
+            await self.audit(uow, request, "erasure_requested", stores=sorted(stores))
         log.info("erasure_requested", actor=request["actor"], scoped=request["scope"] is not None)
         return Received(_public(request), created=True, status_secret=status_secret)
 
@@ -220,10 +229,12 @@ class Desk:
     async def _object(self, request: dict[str, Any]) -> Received:
         request["progress"] = [_pending(name) for name in sorted(objection_stores())]
         request["next_retry_at"] = request["received_at"] + retry_delay(0, self.timing)
-        request.update(outbox_fields(self._objection_event(request), Topics.OBJECTION_RECORDED,
-                                     partition_key(request["participant_id"])))
-        await self.store.add_request(request)
-        self.relay.publish_soon(self.store.requests, request)
+        async with self.store.unit(request["tenant_id"]) as uow:
+            await uow.lock_chain()
+            await self.audit(uow, request, "request_received")
+            await uow.insert_request(request)
+            await uow.publish(self._objection_event(request), Topics.OBJECTION_RECORDED,
+                              partition_key(request["participant_id"]), aggregatetype=AGGREGATE)
         return Received(_public(request), created=True)
 
     def _objection_event(self, request: dict[str, Any]) -> ObjectionRecorded:
@@ -235,7 +246,9 @@ class Desk:
 
     async def _rectify(self, request: dict[str, Any], answer_id: str | None, value: Any) -> Received:
         """Synchronous: dialogue applies the change (a closed dialogue's answer too) or
-        says why not; a refusal is passed on and leaves no request behind."""
+        says why not; a refusal is passed on, audited, and leaves no request behind.
+        Dialogue is asked before any unit opens; a dialogue that does not answer leaves
+        nothing at all (the caller hears 503 and may ask again)."""
         path = (f"/internal/v1/tenants/{request['tenant_id']}/participants/{request['participant_id']}"
                 f"/answers/{answer_id}")
         try:
@@ -244,33 +257,36 @@ class Desk:
             raise StoreUnavailable("dialogue") from None
         if 400 <= response.status_code < 500:
             detail = _detail(response)
-            await self.audit(request, "request_refused", store="dialogue.answers", outcome=detail[0])
+            async with self.store.unit(request["tenant_id"]) as uow:
+                await uow.lock_chain()
+                await self.audit(uow, request, "request_received")
+                await self.audit(uow, request, "request_refused", store="dialogue.answers", outcome=detail[0])
             raise RequestRefused(response.status_code, *detail)
         if response.status_code != 200:
             raise StoreUnavailable("dialogue")
         now = now_ms()
         request["progress"] = [_confirmed("dialogue.answers", now, 1)]
         request.update(status="completed", open_rank=1, completed_at=now)
-        await self.store.add_request(request)
-        await self.audit(request, "request_completed", store="dialogue.answers")
+        async with self.store.unit(request["tenant_id"]) as uow:
+            await uow.lock_chain()
+            await self.audit(uow, request, "request_received")
+            await uow.insert_request(request)
+            await self.audit(uow, request, "request_completed", store="dialogue.answers")
         return Received(_public(request), created=True)
 
     async def _gather(self, request: dict[str, Any]) -> Received:
         """Access and export: ask each store for its part once now, so the request says
         which stores answered; the data itself is gathered again when it is fetched
         and never kept here (this service would otherwise hold a copy of everything)."""
+        parts = await self._collect(request["tenant_id"], request["participant_id"], tolerate_missing=True)
         request["progress"] = [_pending(name) for name in sorted(ACCESS_STORES.values())]
         request["next_retry_at"] = request["received_at"] + retry_delay(0, self.timing)
-        await self.store.add_request(request)
-        await self.check_access(request)
-        return Received(_public(await self.store.request(request["_id"]) or request), created=True)
-
-    async def check_access(self, request: dict[str, Any]) -> None:
-        parts = await self._collect(request["tenant_id"], request["participant_id"], tolerate_missing=True)
-        now = now_ms()
-        progress = [_confirmed(name, now, len(parts[name]["records"])) if name in parts else _pending(name)
-                    for name in sorted(ACCESS_STORES.values())]
-        await self._advance(request, progress)
+        async with self.store.unit(request["tenant_id"]) as uow:
+            await uow.lock_chain()
+            await self.audit(uow, request, "request_received")
+            await uow.insert_request(request)
+            await self._advance(uow, request, _access_progress(parts, now_ms()))
+        return Received(_public(request), created=True)
 
     async def _collect(self, tenant_id: str, participant_id: str, *, tolerate_missing: bool,
                        ) -> dict[str, dict[str, Any]]:
@@ -296,6 +312,8 @@ class Desk:
             raise RequestRefused(410, "participant_erased", "this participant's data no longer exists")
         parts = await self._collect(request["tenant_id"], request["participant_id"], tolerate_missing=False)
         key = await self.store.data_key(request["participant_id"])
+        if key is not None and key.tenant_id != request["tenant_id"]:
+            key = None
         own = await self.store.requests_of(request["tenant_id"], request["subject"])
         return {
             "participant_id": request["participant_id"],
@@ -313,13 +331,19 @@ class Desk:
 
     # --- progress --------------------------------------------------------
 
-    async def confirm(self, event: EventEnvelope, store: str, documents_deleted: int, kind: str) -> None:
-        """A store's confirmation (erasure or objection). Idempotent: a second
-        confirmation of the same store changes nothing and is not audited again."""
+    async def confirm(self, event: EventEnvelope, store: str, documents_deleted: int, kind: str,
+                      consumer: str) -> None:
+        """A store's confirmation (erasure or objection), applied in the event's tenant
+        under the request's row lock, with the event recorded as delivered in the same
+        unit: a redelivered event, or a second confirmation of the same store, changes
+        nothing and is not audited again; two stores confirming at once both count."""
         request_id = event.data.request_id  # type: ignore[attr-defined]
-        async with self._serialised(request_id):
-            request = await self.store.request(request_id)
-            if request is None or request["tenant_id"] != event.tenant_id or request["kind"] != kind:
+        async with self.store.unit(event.tenant_id) as uow:
+            await uow.lock_chain()
+            if not await uow.first_delivery(consumer, event.id):
+                return
+            request = await uow.request_for_update(request_id)
+            if request is None or request["kind"] != kind:
                 log.warning("confirmation_for_unknown_request", kind=kind, store=store)
                 return
             entry = next((p for p in request["progress"] if p["store"] == store), None)
@@ -328,54 +352,63 @@ class Desk:
                 return
             if entry["status"] == "confirmed":
                 return
-            await self.audit(request, "store_confirmed", store=store, documents_deleted=documents_deleted)
-            await self._advance(request, [_confirmed(store, now_ms(), documents_deleted) if p["store"] == store
-                                          else p for p in request["progress"]])
+            await self.audit(uow, request, "store_confirmed", store=store, documents_deleted=documents_deleted)
+            await self._advance(uow, request, [_confirmed(store, now_ms(), documents_deleted)
+                                               if p["store"] == store else p for p in request["progress"]])
 
-    async def _advance(self, request: dict[str, Any], progress: list[dict[str, Any]]) -> None:
+    async def _advance(self, uow: RightsUnit, request: dict[str, Any], progress: list[dict[str, Any]]) -> None:
         """Write new progress; when nothing is pending any more, complete the request in
-        the same write: audited and, for an erasure, signed, with the raw participant ID
-        removed from it and from every other request of the participant.
-        Callers hold the request's :meth:`_serialised` lock."""
-        update: dict[str, Any] = {"$set": {"progress": progress}, "$inc": {"version": 1}}
+        the same unit: audited and, for an erasure, signed, with the raw participant ID
+        removed from it and from every other request of the participant. The caller
+        holds the request's row (or just inserted it) in ``uow``."""
+        fields: dict[str, Any] = {"progress": progress}
         erased = False
         if not domain.pending_stores({p["store"]: p for p in progress}):
-            now = now_ms()
-            update["$set"].update(status="completed", open_rank=1, completed_at=now, next_retry_at=None)
-            update["$unset"] = {"outbox": "", "outbox_since": ""}
-            completed = {**request, **update["$set"]}
-            entry = await self.audit(completed, "request_completed")
+            fields.update(status="completed", open_rank=1, completed_at=now_ms(), next_retry_at=None)
+            completed = {**request, **fields}
+            entry = await self.audit(uow, completed, "request_completed")
             if request["kind"] == "erasure":
-                update["$set"]["receipt"] = domain.sign_receipt(self.signing_key, _receipt(completed, entry))
+                fields["receipt"] = domain.sign_receipt(self.signing_key, _receipt(completed, entry))
                 erased = request.get("scope") is None  # a whole participant, not one dialogue's answers
                 if erased:
-                    update["$unset"]["participant_id"] = ""
+                    fields["participant_id"] = None
             log.info("rights_request_completed", kind=request["kind"])
-        if not await self.store.update_request(request["_id"], {"version": request["version"]}, update):
-            # Only another process can have changed it (this one holds the lock): the
-            # store redelivers, or the retry loop asks again, and it is applied then.
-            raise RuntimeError("the request changed under its update")
+        await uow.update_request(request["_id"], fields)
         if erased:
-            await self.store.forget_participant(request["tenant_id"], request["subject"])
+            await uow.forget_participant(request["subject"])
+        request.update(fields)
 
     async def retry_due(self) -> int:
         """Ask every store that has not confirmed again, with back-off; a new event ID
-        each time, the same request ID (stores treat a repeat as a no-op + confirm)."""
+        each time, the same request ID (stores treat a repeat as a no-op + confirm).
+        Every replica sweeps; a request is retried by the one that locks it first while
+        it is still due."""
         retried = 0
-        for due in await self.store.due_retries(now_ms()):
-            async with self._serialised(due["_id"]):
-                request = await self.store.request(due["_id"])
-                if request is None or request["status"] != "in_progress":
-                    continue
-                if request["kind"] in ("access", "export"):
-                    await self.check_access(request)
-                    request = await self.store.request(due["_id"])
-                    if request is None or request["status"] != "in_progress":
-                        continue
-                pending = domain.pending_stores({p["store"]: p for p in request["progress"]})
-                await self._schedule_retry(request, pending, self._event_to_repeat(request, pending))
-                retried += 1
+        for tenant_id, request_id in await self.store.due_retries(now_ms()):
+            retried += await self._retry(tenant_id, request_id)
         return retried
+
+    async def _retry(self, tenant_id: str, request_id: str) -> int:
+        request = await self.store.request(tenant_id, request_id)
+        if request is None or request["status"] != "in_progress":
+            return 0
+        parts = None
+        if request["kind"] in ("access", "export") and request.get("participant_id"):
+            parts = await self._collect(tenant_id, request["participant_id"], tolerate_missing=True)
+        async with self.store.unit(tenant_id) as uow:
+            await uow.lock_chain()
+            request = await uow.request_for_update(request_id)
+            now = now_ms()
+            if (request is None or request["status"] != "in_progress" or request["next_retry_at"] is None
+                    or request["next_retry_at"] > now):
+                return 0  # completed meanwhile, or another replica retried it already
+            if parts is not None:
+                await self._advance(uow, request, _access_progress(parts, now))
+                if request["status"] != "in_progress":
+                    return 0
+            pending = domain.pending_stores({p["store"]: p for p in request["progress"]})
+            await self._schedule_retry(uow, request, pending, self._event_to_repeat(request, pending))
+        return 1
 
     def _event_to_repeat(self, request: dict[str, Any], pending: list[str]) -> tuple[EventEnvelope, str] | None:
         if request["kind"] == "erasure":
@@ -384,27 +417,20 @@ class Desk:
             return self._objection_event(request), Topics.OBJECTION_RECORDED
         return None
 
-    async def _schedule_retry(self, request: dict[str, Any], pending: list[str],
+    async def _schedule_retry(self, uow: RightsUnit, request: dict[str, Any], pending: list[str],
                               event: tuple[EventEnvelope, str] | None) -> None:
         attempts = request["attempts"] + 1
-        next_at = now_ms() + retry_delay(attempts, self.timing)
-        fields: dict[str, Any] = {"attempts": attempts, "next_retry_at": next_at}
-        relay_view = None
+        await uow.update_request(request["_id"], {"attempts": attempts,
+                                                  "next_retry_at": now_ms() + retry_delay(attempts, self.timing)})
+        await self.audit(uow, request, "retry", stores=pending, attempt=attempts)
         if event is not None and request.get("participant_id"):
-            outbox_set, relay_view = outbox_update(request["_id"], event[0], event[1],
-                                                   partition_key(request["participant_id"]))
-            fields.update(outbox_set)
-        if await self.store.update_request(request["_id"], {"version": request["version"], "status": "in_progress"},
-                                           {"$set": fields, "$inc": {"version": 1}}):
-            await self.audit(request, "retry", stores=pending, attempt=attempts)
-            if relay_view is not None:
-                self.relay.publish_soon(self.store.requests, relay_view)
+            await uow.publish(event[0], event[1], partition_key(request["participant_id"]), aggregatetype=AGGREGATE)
 
     # --- the audit trail -------------------------------------------------
 
-    async def audit(self, request: dict[str, Any], action: str, **details: Any) -> dict[str, Any]:
-        """One entry: who asked (actor), what happened, for which request and which
-        subject (the keyed marker, never the participant ID), and nothing erased."""
+    async def audit(self, uow: RightsUnit, request: dict[str, Any], action: str, **details: Any) -> dict[str, Any]:
+        """One entry, in ``uow``: who asked (actor), what happened, for which request and
+        which subject (the keyed marker, never the participant ID), and nothing erased."""
         record = {
             "at": now_ms().isoformat(),
             "action": action,
@@ -416,7 +442,7 @@ class Desk:
             "scope": request.get("scope"),
             **details,
         }
-        return await self.store.append_audit(request["tenant_id"], record)
+        return await uow.append_audit(record)
 
     async def _tenant_topic(self, tenant_id: str) -> str:
         topic = Topics.for_tenant(tenant_id)
@@ -424,6 +450,12 @@ class Desk:
             await self.ensure_topic(topic)
             self._tenant_topics.add(topic)
         return topic
+
+
+def _access_progress(parts: dict[str, dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """Which access stores answered, and with how many records."""
+    return [_confirmed(name, now, len(parts[name]["records"])) if name in parts else _pending(name)
+            for name in sorted(ACCESS_STORES.values())]
 
 
 def _pending(store: str) -> dict[str, Any]:
@@ -435,7 +467,7 @@ def _confirmed(store: str, at: datetime, documents: int) -> dict[str, Any]:
 
 
 def _public(request: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in request.items() if k not in ("outbox", "outbox_since", "status_secret_sha256")}
+    return {k: v for k, v in request.items() if k != "status_secret_sha256"}
 
 
 def _detail(response: httpx.Response) -> tuple[str, str]:

@@ -1,4 +1,5 @@
-"""The rights service's event subscribers: thin and idempotent."""
+"""The rights service's event subscribers: thin and idempotent (each applies its event
+in one unit of work that records the event's id, so a redelivery changes nothing)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ CONSUMER = "tessera-rights"
 def register_handlers(broker: KafkaBroker, desk: Desk) -> None:
     async def on_tenant_registered(event: TenantRegistered) -> None:
         """Learn the tenant's API key hash, so its key opens this service's routes."""
-        await desk.store.register_tenant(event.tenant_id, event.data.api_key_sha256)
+        await desk.store.register_tenant(event, CONSUMER)
 
     async def on_store_erasure_completed(event: StoreErasureCompleted) -> None:
-        await desk.confirm(event, event.data.store, event.data.documents_deleted, kind="erasure")
+        await desk.confirm(event, event.data.store, event.data.documents_deleted, kind="erasure", consumer=CONSUMER)
 
     async def on_objection_applied(event: ObjectionApplied) -> None:
-        await desk.confirm(event, event.data.store, event.data.documents_deleted, kind="objection")
+        await desk.confirm(event, event.data.store, event.data.documents_deleted, kind="objection",
+                           consumer=CONSUMER)
 
     subscribe(broker, topic=Topics.TENANT_REGISTERED, consumer=CONSUMER, model=TenantRegistered,
               handler=on_tenant_registered)

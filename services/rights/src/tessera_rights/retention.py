@@ -12,6 +12,11 @@ The stores say what has expired (dialogue: closed dialogues and who still has an
 there; enrolment: idle devices) through their internal APIs; this service never reads
 their databases. Each round takes at most ``batch`` subjects per rule, so a large
 backlog drains over several rounds instead of flooding the stores at once.
+
+The tenants with rules come from a definer function across tenants, each tenant's
+rules from its own unit (:meth:`.store.RightsStore.tenants_with_retention`). Replicas
+may run a round at the same time: a participant has at most one open erasure per
+scope (the store's unique index), so a doubled round requests nothing twice.
 """
 
 from __future__ import annotations

@@ -1,21 +1,23 @@
-"""The rights service's MongoDB collections; nothing else touches them.
+"""The rights service's PostgreSQL tables (``migrations/``); nothing else touches them.
 
-- ``data_keys``: ``_id`` is the participant ID; the key only wrapped under the master
-  key (:mod:`.domain`), never in plaintext.
-- ``erased_participants``: ``_id`` is the erased marker (an HMAC of the participant ID,
+- ``data_keys``: a participant's data key, only wrapped under the master key
+  (:mod:`.domain`), never in plaintext; one per participant.
+- ``erased_participants``: the erased marker (an HMAC of the participant ID,
   :func:`tessera_common.secrets.erased_marker`), never the raw ID.
 - ``tenants``: tenant ID → API key hash (from ``tenant-registered``) and retention rules.
-- ``requests``: one per rights request, with its deadline and per-store progress, and
-  the events it still has to publish (in-document outbox). The raw participant ID is
-  kept (retries and access need it) until the participant's erasure completes, which
-  removes it from all their requests; ``subject`` (the marker) stays.
-- ``audit`` and ``audit_heads``: the hash-chained trail, ``_id`` ``<tenant>:<seq>`` so
-  two appends of one position cannot both land, and per tenant the last seq and hash,
-  so that removing the newest entries is detected too.
+- ``requests``: one per rights request, with its deadline and per-store progress. The
+  raw participant ID is kept (retries and access need it) until the participant's
+  erasure completes, which removes it from all their requests; ``subject`` (the
+  marker) stays.
+- ``audit`` and ``audit_heads``: the hash-chained trail, one row per ``(tenant, seq)``,
+  and per tenant the last seq and hash, so that removing the newest entries is
+  detected too. The service role may only add to ``audit`` (the migration revokes
+  UPDATE and DELETE).
 
-Every write is one single-document write; ``_id`` uniqueness is what makes concurrent
-creates of one participant's key end with a single key, and one audit position hold
-one entry.
+Every method is one unit of work scoped to its tenant by row-level security. The
+desk's multi-step changes use :class:`RightsUnit` directly: one transaction that
+locks the tenant's chain head first, so a request's progress, its audit entries and
+its outbox events commit together and in one order, from any number of replicas.
 """
 
 from __future__ import annotations
@@ -23,207 +25,343 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+import asyncpg
 
-from tessera_common.mongo import document_lock
-from tessera_common.outbox import FIELD, SINCE
+from tessera_common.events import TenantRegistered
+from tessera_common.postgres import Database, UnitOfWork
 from tessera_rights.domain import GENESIS_HASH, WrappedDataKey, chain_entry
 
-HIDDEN = {FIELD: 0, SINCE: 0, "status_secret_sha256": 0}
+#: A request's columns as the desk sees them (the status secret's hash apart).
+REQUEST_COLUMNS = (
+    "request_id, tenant_id, participant_id, subject, kind, actor, reason, scope, status, open_rank,"
+    " received_at, deadline, completed_at, attempts, next_retry_at, progress, receipt"
+)
+#: What :meth:`RightsUnit.update_request` may change.
+UPDATABLE = frozenset({"participant_id", "status", "open_rank", "completed_at", "attempts", "next_retry_at",
+                       "progress", "receipt"})
+#: Namespace of the advisory locks that put one participant's key creation and
+#: destruction one after the other (pg_advisory_xact_lock(int, int) keys).
+DATA_KEY_LOCKS = 0x7269  # "ri"
 
 
-class RightsStore:
-    def __init__(self, db: AsyncDatabase) -> None:
-        self.db = db
-        self.data_keys = db["data_keys"]
-        self.erased = db["erased_participants"]
-        self.tenants = db["tenants"]
-        self.requests = db["requests"]
-        self.audit = db["audit"]
-        self.audit_heads = db["audit_heads"]
+class RightsUnit(UnitOfWork):
+    """One transaction of one tenant's rights data; see :class:`UnitOfWork`."""
 
-    async def ensure_indexes(self) -> None:
-        await self.requests.create_index([("tenant_id", ASCENDING), ("open_rank", ASCENDING),
-                                          ("deadline", ASCENDING)])
-        await self.requests.create_index([("status", ASCENDING), ("next_retry_at", ASCENDING)])
-        await self.audit.create_index([("tenant_id", ASCENDING), ("seq", ASCENDING)])
+    _head: tuple[int, str] | None = None
 
-    # --- tenants ---------------------------------------------------------
+    # --- the audit trail -------------------------------------------------
 
-    async def register_tenant(self, tenant_id: str, api_key_sha256: str) -> None:
-        async with document_lock(self.tenants, tenant_id):
-            await self.tenants.update_one({"_id": tenant_id}, {"$set": {"api_key_sha256": api_key_sha256}},
-                                          upsert=True)
+    async def lock_chain(self) -> tuple[int, str]:
+        """Lock the tenant's chain head until commit and return it.
 
-    async def api_key_hash(self, tenant_id: str) -> str | None:
-        tenant = await self.tenants.find_one({"_id": tenant_id}, {"api_key_sha256": 1})
-        return tenant.get("api_key_sha256") if tenant else None
+        Every unit that appends takes this lock before any request row: one tenant's
+        appends follow each other (no two entries claim a position, none is lost), and
+        units never wait on each other's request rows in opposite orders."""
+        if self._head is not None:
+            return self._head
+        head = await self.connection.fetchrow(
+            "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1 FOR UPDATE", self.tenant_id)
+        if head is None:
+            # The tenant's first entry: whoever inserts the head first wins, the other
+            # waits for that commit and then locks the row it made.
+            await self.connection.execute(
+                "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING",
+                self.tenant_id, GENESIS_HASH)
+            head = await self.connection.fetchrow(
+                "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1 FOR UPDATE", self.tenant_id)
+        self._head = (head["seq"], head["hash"])
+        return self._head
 
-    async def retention(self, tenant_id: str) -> dict[str, Any]:
-        tenant = await self.tenants.find_one({"_id": tenant_id}, {"retention": 1})
-        return (tenant or {}).get("retention") or {}
-
-    async def set_retention(self, tenant_id: str, rules: dict[str, Any]) -> None:
-        async with document_lock(self.tenants, tenant_id):
-            await self.tenants.update_one({"_id": tenant_id}, {"$set": {"retention": rules}})
-
-    async def tenants_with_retention(self) -> list[dict[str, Any]]:
-        cursor = self.tenants.find({"retention": {"$ne": None}}, {"retention": 1})
-        return [t async for t in cursor if any(v is not None for v in (t.get("retention") or {}).values())]
+    async def append_audit(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Append ``record`` to the tenant's chain and move the head, in this unit's
+        transaction: an entry and the head never disagree, whatever crashes."""
+        seq, prev_hash = await self.lock_chain()
+        entry = chain_entry(prev_hash, seq + 1, record)
+        await self.connection.execute(
+            "INSERT INTO audit (tenant_id, seq, prev_hash, hash, record) VALUES ($1, $2, $3, $4, $5)",
+            self.tenant_id, entry["seq"], entry["prev_hash"], entry["hash"], entry["record"])
+        await self.connection.execute(
+            "UPDATE audit_heads SET seq = $2, hash = $3 WHERE tenant_id = $1",
+            self.tenant_id, entry["seq"], entry["hash"])
+        self._head = (entry["seq"], entry["hash"])
+        return entry
 
     # --- requests --------------------------------------------------------
 
-    async def add_request(self, request: dict[str, Any]) -> None:
-        await self.requests.insert_one(request)
+    async def insert_request(self, request: dict[str, Any]) -> None:
+        """Raises :data:`UniqueViolation` if the participant already has an open
+        request of this kind and scope (erasure, objection): the caller returns it."""
+        await self.connection.execute(
+            "INSERT INTO requests (tenant_id, request_id, participant_id, subject, kind, actor, reason, scope,"
+            " status, open_rank, received_at, deadline, completed_at, attempts, next_retry_at, progress,"
+            " receipt, status_secret_sha256)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+            self.tenant_id, request["_id"], request["participant_id"], request["subject"], request["kind"],
+            request["actor"], request["reason"], request["scope"], request["status"], request["open_rank"],
+            request["received_at"], request["deadline"], request["completed_at"], request["attempts"],
+            request["next_retry_at"], _progress_out(request["progress"]), request.get("receipt"),
+            request.get("status_secret_sha256"),
+        )
 
-    async def request(self, request_id: str, *, with_secret: bool = False) -> dict[str, Any] | None:
-        hidden = {FIELD: 0, SINCE: 0} if with_secret else HIDDEN
-        return await self.requests.find_one({"_id": request_id}, hidden)
+    async def request_for_update(self, request_id: str) -> dict[str, Any] | None:
+        """The request, locked until commit: concurrent confirmations of different
+        stores apply one after the other, each to the progress the other left."""
+        row = await self.connection.fetchrow(
+            f"SELECT {REQUEST_COLUMNS} FROM requests WHERE tenant_id = $1 AND request_id = $2 FOR UPDATE",
+            self.tenant_id, request_id)
+        return _request(row) if row is not None else None
+
+    async def update_request(self, request_id: str, fields: dict[str, Any]) -> None:
+        unknown = set(fields) - UPDATABLE
+        if unknown:
+            raise ValueError(f"not a changeable request field: {sorted(unknown)}")
+        names = sorted(fields)
+        values = [_progress_out(fields[n]) if n == "progress" else fields[n] for n in names]
+        assignments = ", ".join(f"{name} = ${i + 3}" for i, name in enumerate(names))
+        await self.connection.execute(
+            f"UPDATE requests SET {assignments} WHERE tenant_id = $1 AND request_id = $2",
+            self.tenant_id, request_id, *values)
+
+    async def forget_participant(self, subject: str) -> None:
+        """After an erasure: no request of the participant keeps their raw ID (the
+        marker stays, so the requests are still theirs to list, by status secret)."""
+        await self.connection.execute(
+            "UPDATE requests SET participant_id = NULL"
+            " WHERE tenant_id = $1 AND subject = $2 AND participant_id IS NOT NULL",
+            self.tenant_id, subject)
+
+    # --- data keys -------------------------------------------------------
+
+    async def lock_participant_key(self, marker: str) -> None:
+        """Until commit, no other unit creates or destroys this participant's key."""
+        await self.connection.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", DATA_KEY_LOCKS, marker)
+
+    async def destroy_data_key(self, marker: str, participant_id: str, now: datetime) -> int:
+        """The first step of an erasure: the marker, then the key, under the
+        participant's key lock, so a key created concurrently either is deleted here or
+        is refused because it sees the marker. Idempotent: the first erasure's time
+        stays. Deletes only this tenant's key (row-level security)."""
+        await self.lock_participant_key(marker)
+        await self.connection.execute(
+            "INSERT INTO erased_participants (marker, erased_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            marker, now)
+        status = await self.connection.execute(
+            "DELETE FROM data_keys WHERE tenant_id = $1 AND participant_id = $2", self.tenant_id, participant_id)
+        return int(status.split()[-1])
+
+    async def is_erased(self, marker: str) -> bool:
+        return await self.connection.fetchval(
+            "SELECT 1 FROM erased_participants WHERE marker = $1", marker) is not None
+
+
+class RightsStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def unit(self, tenant_id: str | None) -> RightsUnit:
+        return RightsUnit(self.database, tenant_id)
+
+    # --- tenants ---------------------------------------------------------
+
+    async def register_tenant(self, event: TenantRegistered, consumer: str) -> None:
+        async with self.unit(event.tenant_id) as uow:
+            if not await uow.first_delivery(consumer, event.id):
+                return
+            await uow.connection.execute(
+                "INSERT INTO tenants (tenant_id, api_key_sha256) VALUES ($1, $2)"
+                " ON CONFLICT (tenant_id) DO UPDATE SET api_key_sha256 = EXCLUDED.api_key_sha256",
+                event.tenant_id, event.data.api_key_sha256)
+
+    async def api_key_hash(self, tenant_id: str) -> str | None:
+        async with self.unit(tenant_id) as uow:
+            return await uow.connection.fetchval(
+                "SELECT api_key_sha256 FROM tenants WHERE tenant_id = $1", tenant_id)
+
+    async def retention(self, tenant_id: str) -> dict[str, Any]:
+        async with self.unit(tenant_id) as uow:
+            row = await uow.connection.fetchrow(
+                "SELECT answers_days_after_close, idle_device_days FROM tenants WHERE tenant_id = $1", tenant_id)
+        return dict(row) if row is not None else {}
+
+    async def set_retention(self, tenant_id: str, rules: dict[str, Any]) -> None:
+        async with self.unit(tenant_id) as uow:
+            await uow.connection.execute(
+                "UPDATE tenants SET answers_days_after_close = $2, idle_device_days = $3 WHERE tenant_id = $1",
+                tenant_id, rules.get("answers_days_after_close"), rules.get("idle_device_days"))
+
+    async def tenants_with_retention(self) -> list[dict[str, Any]]:
+        """Across tenants through the migration's definer function, then each tenant's
+        rules read in that tenant's own unit."""
+        async with self.unit(None) as uow:
+            tenant_ids = [row[0] for row in await uow.connection.fetch("SELECT * FROM tenants_with_retention()")]
+        found = []
+        for tenant_id in tenant_ids:
+            rules = await self.retention(tenant_id)
+            if any(v is not None for v in rules.values()):
+                found.append({"_id": tenant_id, "retention": rules})
+        return found
+
+    # --- requests --------------------------------------------------------
+
+    async def request(self, tenant_id: str, request_id: str, *, with_secret: bool = False) -> dict[str, Any] | None:
+        async with self.unit(tenant_id) as uow:
+            return await _read_request(uow.connection, tenant_id, request_id, with_secret)
+
+    async def request_by_id(self, request_id: str, *, with_secret: bool = False) -> dict[str, Any] | None:
+        """For the status-secret route, which names no tenant: the request's tenant
+        from the definer function, then the request in that tenant's scope."""
+        async with self.unit(None) as uow:
+            tenant_id = await uow.connection.fetchval("SELECT request_tenant($1)", request_id)
+            if tenant_id is None:
+                return None
+            await uow.connection.execute("SELECT set_config('tessera.tenant_id', $1, true)", tenant_id)
+            return await _read_request(uow.connection, tenant_id, request_id, with_secret)
 
     async def open_request(self, tenant_id: str, kind: str, subject: str, scope: str | None) -> dict[str, Any] | None:
         """The participant's open request of this kind and scope, if any: a second
         erasure while one runs returns the first rather than starting another."""
-        return await self.requests.find_one(
-            {"tenant_id": tenant_id, "subject": subject, "kind": kind, "status": "in_progress", "scope": scope},
-            HIDDEN,
-        )
+        async with self.unit(tenant_id) as uow:
+            row = await uow.connection.fetchrow(
+                f"SELECT {REQUEST_COLUMNS} FROM requests WHERE tenant_id = $1 AND subject = $2 AND kind = $3"
+                " AND status = 'in_progress' AND coalesce(scope, '') = coalesce($4, '')",
+                tenant_id, subject, kind, scope)
+        return _request(row) if row is not None else None
 
-    async def list_requests(self, tenant_id: str, condition: dict[str, Any], limit: int, skip: int,
+    async def list_requests(self, tenant_id: str, *, status: str | None = None, kind: str | None = None,
+                            subject: str | None = None, deadline_from: datetime | None = None,
+                            deadline_before: datetime | None = None, limit: int = 100, skip: int = 0,
                             ) -> list[dict[str, Any]]:
         """Open requests first, nearest deadline first (so overdue, then at risk), then
-        closed ones, newest first."""
-        cursor = (
-            self.requests.find({"tenant_id": tenant_id, **condition}, HIDDEN)
-            .sort([("open_rank", ASCENDING), ("deadline", ASCENDING), ("received_at", DESCENDING)])
-            .skip(skip)
-            .limit(limit)
-        )
-        return [r async for r in cursor]
+        closed ones, newest first. ``deadline_before`` is exclusive, ``deadline_from``
+        inclusive (the route's urgency filters)."""
+        async with self.unit(tenant_id) as uow:
+            rows = await uow.connection.fetch(
+                f"SELECT {REQUEST_COLUMNS} FROM requests WHERE tenant_id = $1"
+                " AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR kind = $3)"
+                " AND ($4::text IS NULL OR subject = $4)"
+                " AND ($5::timestamptz IS NULL OR deadline >= $5) AND ($6::timestamptz IS NULL OR deadline < $6)"
+                " ORDER BY open_rank, deadline, received_at DESC, request_id LIMIT $7 OFFSET $8",
+                tenant_id, status, kind, subject, deadline_from, deadline_before, limit, skip)
+        return [_request(row) for row in rows]
 
     async def requests_of(self, tenant_id: str, subject: str, limit: int = 100) -> list[dict[str, Any]]:
-        cursor = self.requests.find({"tenant_id": tenant_id, "subject": subject}, HIDDEN).sort(
-            "received_at", DESCENDING).limit(limit)
-        return [r async for r in cursor]
+        async with self.unit(tenant_id) as uow:
+            rows = await uow.connection.fetch(
+                f"SELECT {REQUEST_COLUMNS} FROM requests WHERE tenant_id = $1 AND subject = $2"
+                " ORDER BY received_at DESC, request_id LIMIT $3",
+                tenant_id, subject, limit)
+        return [_request(row) for row in rows]
 
-    async def forget_participant(self, tenant_id: str, subject: str) -> None:
-        """After an erasure: no request of the participant keeps their raw ID (the
-        marker stays, so the requests are still theirs to list, by status secret)."""
-        for request in await self.requests_of(tenant_id, subject, limit=10_000):
-            if request.get("participant_id") is not None:
-                await self.update_request(request["_id"], {}, {"$unset": {"participant_id": ""}})
-
-    async def update_request(self, request_id: str, condition: dict[str, Any], update: dict[str, Any]) -> bool:
-        """One conditional write to a request; False if the condition no longer holds."""
-        async with document_lock(self.requests, request_id):
-            result = await self.requests.update_one({"_id": request_id, **condition}, update)
-        return result.modified_count == 1
-
-    async def due_retries(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
-        cursor = self.requests.find(
-            {"status": "in_progress", "next_retry_at": {"$lte": now}}, {FIELD: 0}
-        ).limit(limit)
-        return [r async for r in cursor]
+    async def due_retries(self, now: datetime, limit: int = 100) -> list[tuple[str, str]]:
+        """(tenant, request) pairs of open requests due for a retry, across tenants
+        (the migration's definer function); each is then handled in its own tenant's
+        unit, which checks again under the row's lock that it is still due."""
+        async with self.unit(None) as uow:
+            rows = await uow.connection.fetch("SELECT tenant_id, request_id FROM due_retries($1, $2)", now, limit)
+        return [(row["tenant_id"], row["request_id"]) for row in rows]
 
     # --- the audit trail -------------------------------------------------
 
-    async def append_audit(self, tenant_id: str, record: dict[str, Any]) -> dict[str, Any]:
-        """Append ``record`` to the tenant's chain and return the entry.
-
-        The position's ``_id`` is unique, so if another writer took it, read the head
-        again and retry; the head is moved after the entry is written (a crash in
-        between leaves an entry past the head, which the next append repairs)."""
-        async with document_lock(self.audit_heads, tenant_id):
-            for _ in range(20):
-                seq, prev_hash = await self._chain_end(tenant_id)
-                entry = chain_entry(prev_hash, seq + 1, record)
-                try:
-                    await self.audit.insert_one({"_id": f"{tenant_id}:{seq + 1:012d}", "tenant_id": tenant_id,
-                                                 **entry})
-                except DuplicateKeyError:
-                    continue
-                await self.audit_heads.update_one({"_id": tenant_id},
-                                                  {"$set": {"seq": seq + 1, "hash": entry["hash"]}}, upsert=True)
-                return entry
-        raise RuntimeError("could not append to the audit chain")
-
-    async def _chain_end(self, tenant_id: str) -> tuple[int, str]:
-        head = await self.audit_heads.find_one({"_id": tenant_id})
-        seq, last_hash = (head["seq"], head["hash"]) if head else (0, GENESIS_HASH)
-        # An entry written past the head by an append that crashed before moving it.
-        while (after := await self.audit.find_one({"_id": f"{tenant_id}:{seq + 1:012d}"})) is not None:
-            seq, last_hash = after["seq"], after["hash"]
-        return seq, last_hash
-
     async def audit_head(self, tenant_id: str) -> tuple[int, str] | None:
-        head = await self.audit_heads.find_one({"_id": tenant_id})
+        async with self.unit(tenant_id) as uow:
+            head = await uow.connection.fetchrow(
+                "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1 AND seq > 0", tenant_id)
         return (head["seq"], head["hash"]) if head else None
 
     async def audit_entries(self, tenant_id: str, after_seq: int = 0, limit: int | None = None,
                             ) -> list[dict[str, Any]]:
-        cursor = self.audit.find({"tenant_id": tenant_id, "seq": {"$gt": after_seq}}, {"_id": 0, "tenant_id": 0}
-                                 ).sort("seq", ASCENDING)
-        if limit is not None:
-            cursor = cursor.limit(limit)
-        return [e async for e in cursor]
+        async with self.unit(tenant_id) as uow:
+            rows = await uow.connection.fetch(
+                "SELECT seq, prev_hash, hash, record FROM audit WHERE tenant_id = $1 AND seq > $2"
+                " ORDER BY seq LIMIT $3",
+                tenant_id, after_seq, limit)
+        return [dict(row) for row in rows]
+
+    async def audit_chain(self, tenant_id: str) -> tuple[tuple[int, str] | None, list[dict[str, Any]]]:
+        """The head and every entry, read by one statement (one snapshot), so an append
+        committed meanwhile cannot make an intact chain look cut or overrun."""
+        async with self.unit(tenant_id) as uow:
+            rows = await uow.connection.fetch(
+                "SELECT h.seq AS head_seq, h.hash AS head_hash, a.seq, a.prev_hash, a.hash, a.record"
+                " FROM (SELECT $1::text AS tenant_id) AS t"
+                " LEFT JOIN audit_heads AS h ON h.tenant_id = t.tenant_id AND h.seq > 0"
+                " LEFT JOIN audit AS a ON a.tenant_id = t.tenant_id"
+                " ORDER BY a.seq",
+                tenant_id)
+        head = (rows[0]["head_seq"], rows[0]["head_hash"]) if rows and rows[0]["head_seq"] is not None else None
+        entries = [{"seq": r["seq"], "prev_hash": r["prev_hash"], "hash": r["hash"], "record": r["record"]}
+                   for r in rows if r["seq"] is not None]
+        return head, entries
 
     # --- data keys -------------------------------------------------------
 
-    async def add_data_key(self, record: WrappedDataKey) -> tuple[WrappedDataKey | None, bool]:
-        """Insert ``record`` unless the participant already has a key. Returns the key
-        stored now and whether it is ``record``; ``(None, False)`` if the existing key
-        was deleted in between (an erasure won the race)."""
-        try:
-            await self.data_keys.insert_one(_document(record))
+    async def add_data_key(self, record: WrappedDataKey, marker: str) -> tuple[WrappedDataKey | None, bool]:
+        """Insert ``record`` unless the participant already has a key or was erased.
+        Returns the key stored now and whether it is ``record``; ``(None, False)`` if
+        the participant was erased (before, or by an erasure that won the race)."""
+        async with self.unit(record.tenant_id) as uow:
+            await uow.lock_participant_key(marker)
+            if await uow.is_erased(marker):
+                return None, False
+            inserted = await uow.connection.fetchval(
+                "INSERT INTO data_keys (tenant_id, participant_id, key_id, nonce, wrapped, created_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1",
+                record.tenant_id, record.participant_id, record.key_id, record.nonce, record.wrapped,
+                record.created_at)
+        if inserted:
             return record, True
-        except DuplicateKeyError:
-            return await self.data_key(record.participant_id), False
+        return await self.data_key(record.participant_id), False
 
     async def data_key(self, participant_id: str) -> WrappedDataKey | None:
-        document = await self.data_keys.find_one({"_id": participant_id})
-        return _record(document) if document else None
-
-    async def delete_data_key(self, participant_id: str) -> None:
-        await self.data_keys.delete_one({"_id": participant_id})
-
-    # --- erased participants ---------------------------------------------
-
-    async def mark_erased(self, marker: str, now: datetime) -> None:
-        """Idempotent: the first erasure's time stays."""
-        try:
-            await self.erased.insert_one({"_id": marker, "erased_at": now})
-        except DuplicateKeyError:
-            pass
+        """The participant's key, whichever tenant's (the caller compares tenants)."""
+        async with self.unit(None) as uow:
+            tenant_id = await uow.connection.fetchval("SELECT data_key_tenant($1)", participant_id)
+            if tenant_id is None:
+                return None
+            await uow.connection.execute("SELECT set_config('tessera.tenant_id', $1, true)", tenant_id)
+            row = await uow.connection.fetchrow(
+                "SELECT participant_id, tenant_id, key_id, nonce, wrapped, created_at FROM data_keys"
+                " WHERE tenant_id = $1 AND participant_id = $2", tenant_id, participant_id)
+        return WrappedDataKey(**dict(row)) if row is not None else None
 
     async def destroy_data_key(self, marker: str, participant_id: str, now: datetime) -> int:
-        """The first step of an erasure: the marker first, so that nothing hands the key
-        out again even if the delete that follows is interrupted (and retried)."""
-        await self.mark_erased(marker, now)
-        result = await self.data_keys.delete_one({"_id": participant_id})
-        return result.deleted_count
+        """The internal route's erasure of a key, which names no tenant: the marker
+        first, then the key of whichever tenant holds it, in one unit."""
+        async with self.unit(None) as uow:
+            # Locked before looking: a key created meanwhile is then either seen here
+            # or refused by the marker this unit writes.
+            await uow.lock_participant_key(marker)
+            tenant_id = await uow.connection.fetchval("SELECT data_key_tenant($1)", participant_id)
+            if tenant_id is not None:
+                uow.tenant_id = tenant_id
+                await uow.connection.execute("SELECT set_config('tessera.tenant_id', $1, true)", tenant_id)
+            return await uow.destroy_data_key(marker, participant_id, now)
 
     async def is_erased(self, marker: str) -> bool:
-        return await self.erased.find_one({"_id": marker}, {"_id": 1}) is not None
+        async with self.unit(None) as uow:
+            return await uow.is_erased(marker)
 
 
-def _document(record: WrappedDataKey) -> dict[str, Any]:
-    return {
-        "_id": record.participant_id,
-        "tenant_id": record.tenant_id,
-        "key_id": record.key_id,
-        "nonce": record.nonce,
-        "wrapped": record.wrapped,
-        "created_at": record.created_at,
-    }
+async def _read_request(connection: asyncpg.Connection, tenant_id: str, request_id: str,
+                        with_secret: bool) -> dict[str, Any] | None:
+    secret = ", status_secret_sha256" if with_secret else ""
+    row = await connection.fetchrow(
+        f"SELECT {REQUEST_COLUMNS}{secret} FROM requests WHERE tenant_id = $1 AND request_id = $2",
+        tenant_id, request_id)
+    return _request(row) if row is not None else None
 
 
-def _record(document: dict[str, Any]) -> WrappedDataKey:
-    return WrappedDataKey(
-        participant_id=document["_id"],
-        tenant_id=document["tenant_id"],
-        key_id=document["key_id"],
-        nonce=bytes(document["nonce"]),
-        wrapped=bytes(document["wrapped"]),
-        created_at=document["created_at"],
-    )
+def _request(row: asyncpg.Record) -> dict[str, Any]:
+    request = dict(row)
+    request["_id"] = request.pop("request_id")
+    request["progress"] = [
+        {**p, "confirmed_at": datetime.fromisoformat(p["confirmed_at"]) if p.get("confirmed_at") else None}
+        for p in request["progress"]
+    ]
+    return request
+
+
+def _progress_out(progress: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """jsonb holds the confirmation times as ISO 8601 text."""
+    return [{**p, "confirmed_at": p["confirmed_at"].isoformat() if p.get("confirmed_at") else None}
+            for p in progress]
