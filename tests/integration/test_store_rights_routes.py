@@ -22,6 +22,7 @@ from support.apps import (
     running_platform,
     tenant_known_to_dialogue,
 )
+from support.db import fetchval
 from support.kafka import eventually, produce, read_topic
 from tessera_common.events import (
     AnswerChanged,
@@ -269,15 +270,15 @@ async def test_retention_finds_closed_dialogues_and_a_dialogue_scoped_erasure_de
 
     # Analytics holds the two answers to the expiring dialogue before it expires, and
     # is done with them: it handles a partition in order, and the kept dialogue's
-    # answers came later. (A record appears before its handler finishes, and a handler
-    # still running when the erasure lands deletes its own record, not the erasure.)
-    contributions = platform.analytics_app.state.wiring.db["answer_contributions"]
+    # answers came later.
+    analytics = platform.database_url("analytics", owner=True)
 
     async def both_counted():
-        mine = {"participant_id": device["participant_id"]}
-        return (await contributions.count_documents({**mine, "dialogue_id": expiring["dialogue_id"]}) == 2
-                and await contributions.count_documents({**mine, "dialogue_id": kept["dialogue_id"],
-                                                         "question_id": qid(kept, "scale")}) == 1)
+        count = ("SELECT count(*) FROM answer_contributions WHERE participant_id = $1 AND dialogue_id = $2"
+                 " AND ($3::text IS NULL OR question_id = $3)")
+        return (await fetchval(analytics, count, device["participant_id"], expiring["dialogue_id"], None) == 2
+                and await fetchval(analytics, count, device["participant_id"], kept["dialogue_id"],
+                                   qid(kept, "scale")) == 1)
 
     assert await eventually(both_counted)
     request_id = f"r_{uuid4().hex[:12]}"
