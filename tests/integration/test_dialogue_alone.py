@@ -109,10 +109,13 @@ async def test_answers_freeze_questions_replay_withdraw_and_come_back_at_the_nex
     assert back.status_code == 200 and back.json()["version"] == 3
     assert [a["value"] for a in (await alone.client.get("/v1/me/answers", headers=me)).json()["answers"]] == ["south"]
 
+    def data(record: dict) -> dict:
+        return (record["value"] or {}).get("data") or {}
+
     changes = await read_topic(stack.kafka_bootstrap, Topics.ANSWER_CHANGED, until=lambda rs: sum(
-        r["value"]["data"]["answer_id"] == first.json()["answer_id"] for r in rs) >= 2)
-    assert [(r["value"]["data"]["change"], r["value"]["data"]["version"]) for r in changes
-            if r["value"]["data"]["answer_id"] == first.json()["answer_id"]] == [("withdrawn", 2), ("edited", 3)]
+        data(r).get("answer_id") == first.json()["answer_id"] for r in rs) >= 2)
+    assert [(data(r)["change"], data(r)["version"]) for r in changes
+            if data(r).get("answer_id") == first.json()["answer_id"]] == [("withdrawn", 2), ("edited", 3)]
     assert await eventually(lambda: _outbox_empty(alone.owner_url))
 
 
@@ -160,7 +163,8 @@ async def test_settings_change_with_a_revision_and_are_published(alone, stack):
                                      json={"min_group_size": 4, "pii_policy": "reject"})
     assert changed.json() == {"min_group_size": 4, "pii_policy": "reject", "revision": 1}
     records = await read_topic(stack.kafka_bootstrap, Topics.TENANT_SETTINGS_CHANGED,
-                               until=lambda rs: any(r["value"]["tenant_id"] == tenant_id for r in rs))
-    [event] = [r for r in records if r["value"]["tenant_id"] == tenant_id]
+                               until=lambda rs: any((r["value"] or {}).get("tenant_id") == tenant_id for r in rs))
+    # Other tests put unparseable records on the topics on purpose (dead letters).
+    [event] = [r for r in records if (r["value"] or {}).get("tenant_id") == tenant_id]
     assert event["value"]["data"] == {"min_group_size": 4, "pii_policy": "reject", "revision": 1}
     assert event["key"] == tenant_id.encode()

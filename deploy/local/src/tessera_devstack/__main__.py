@@ -64,6 +64,9 @@ def _keys() -> dict[str, str]:
         "TESSERA_RECEIPT_SIGNING_KEY": generate_signing_key()[0],
         "TESSERA_GATEWAY_SIGNING_KEY": private,
         "TESSERA_GATEWAY_PUBLIC_KEY": public,
+        # docker-compose.yml's database passwords (hex: they go into URLs as they are).
+        **{f"TESSERA_PG_{role}_PASSWORD": secrets.token_hex(24) for role in (
+            "SUPERUSER", *(f"{s.upper()}{suffix}" for s in SERVICES for suffix in ("", "_OWNER")))},
     }
 
 

@@ -7,14 +7,23 @@
   back-off until it succeeds, so a message is never skipped and order within the
   partition is kept. The offset is committed only after the handler succeeded.
 - Handlers themselves must be idempotent (redelivery after a crash is normal).
+- Offsets are committed at most every ``commit_interval_seconds`` (a message after a
+  quiet spell is committed at once), and only after the message in hand was handled:
+  a commit covers every message before it, all handled already, because one consumer
+  handles its messages one at a time. A synchronous commit after every message cost
+  more than the handling itself (p50 8.5 ms against 1 ms for analytics' store work)
+  and capped a consumer below 100 messages a second. What a crash leaves uncommitted
+  (less than one interval of messages) is redelivered and deduplicated.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -39,17 +48,29 @@ def subscribe(
     model: type[E],
     handler: Callable[[E], Awaitable[Any]],
     max_backoff_seconds: float = 30.0,
+    commit_interval_seconds: float = 0.1,
 ) -> None:
     """Register ``handler`` for ``topic`` in consumer group ``consumer``."""
+    last_commit = -commit_interval_seconds
 
     @broker.subscriber(
         topic,
         group_id=consumer,
         auto_offset_reset="earliest",
-        ack_policy=AckPolicy.ACK,
+        ack_policy=AckPolicy.MANUAL,
         title=f"{consumer}:{topic}",
     )
     async def _on_message(message: KafkaMessage) -> None:
+        nonlocal last_commit
+        await _handle(message)
+        if time.monotonic() - last_commit >= commit_interval_seconds:
+            try:
+                await message.ack()  # commits this message's position: everything up to it is handled
+            except KafkaError as exc:  # a rebalance took the partition: its new owner redelivers
+                log.warning("offset_commit_failed", consumer=consumer, topic=topic, error=type(exc).__name__)
+            last_commit = time.monotonic()
+
+    async def _handle(message: KafkaMessage) -> None:
         raw: bytes = message.body
 
         async def park(reason: str) -> None:

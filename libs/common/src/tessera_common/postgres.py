@@ -116,6 +116,12 @@ class Database:
             return False
         return True
 
+    async def forget_old_deliveries(self, retention_days: int) -> int:
+        """Drop inbox entries older than ``retention_days`` (see the setting)."""
+        status = await self.pool.execute(
+            "DELETE FROM inbox WHERE applied_at < now() - make_interval(days => $1)", retention_days)
+        return int(status.split()[-1])
+
     @contextlib.asynccontextmanager
     async def transaction(self, tenant_id: str | None) -> AsyncIterator[asyncpg.Connection]:
         """One transaction, scoped to ``tenant_id`` by row-level security (None: no

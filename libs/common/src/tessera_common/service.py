@@ -73,13 +73,15 @@ def service_app(
             await on_start()
         await wiring.broker.start()
         sweeper = asyncio.create_task(relay.run(settings.outbox_sweep_seconds))
+        housekeeper = asyncio.create_task(_housekeeping(wiring))
         log.info("service_started", port=settings.port)
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, housekeeper):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await relay.drain()
             if on_stop is not None:
                 await on_stop()
@@ -103,6 +105,20 @@ def service_app(
         app.include_router(router)
     wiring.telemetry.instrument_app(app)
     return app
+
+
+async def _housekeeping(wiring: Wiring, interval_seconds: float = 3600.0) -> None:
+    """Hourly: forget consumers' old delivery records, so the inbox stays small."""
+    while True:
+        try:
+            forgotten = await wiring.database.forget_old_deliveries(wiring.settings.inbox_retention_days)
+            if forgotten:
+                log.info("inbox_pruned", forgotten=forgotten)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the store is down: next hour
+            log.warning("inbox_prune_failed", error=type(exc).__name__)
+        await asyncio.sleep(interval_seconds)
 
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:

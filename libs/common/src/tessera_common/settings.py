@@ -61,6 +61,11 @@ class ServiceSettings(BaseSettings):
     #: Largest HTTP request body accepted, in bytes; anything larger gets 413.
     max_body_bytes: int = Field(default=16 * 1024, ge=1024)
 
+    #: How long a consumer remembers an applied event id (the inbox). Redelivery comes
+    #: from offsets not yet committed, minutes at most; this outlives Kafka's default
+    #: 7-day retention so that even a group reset to the earliest offset is deduplicated.
+    inbox_retention_days: int = Field(default=14, ge=1)
+
     #: How often the outbox relay looks for events whose publish was interrupted.
     outbox_sweep_seconds: float = Field(default=5.0, gt=0)
 
