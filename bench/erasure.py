@@ -13,7 +13,9 @@ row-level security), into dialogue's ``answers`` and analytics'
 ``answer_contributions`` tables: copies of the rows the services wrote for a real
 answer, under fresh IDs (a million answers through the API would take hours). After
 each load both tables are vacuumed and analysed, so the planner knows their size and
-autovacuum does not start on them in the middle of a measurement.
+autovacuum does not start on them in the middle of a measurement, and a checkpoint
+writes the load back, so that it is not still being written (and fsynced) while the
+erasures run.
 
 For each total, the store is grown to it, then the participants are erased one at a
 time, interleaved (10, 1,000, 10, …), the store topped up to the total before each so
@@ -68,9 +70,11 @@ TARGET_GROWTH = 1.5
 class Stack:
     """The running services' URLs, the tenant, the dialogue and the owners' connections."""
 
-    def __init__(self, urls: dict[str, str], dialogue_owner_url: str, analytics_owner_url: str) -> None:
+    def __init__(self, urls: dict[str, str], dialogue_owner_url: str, analytics_owner_url: str,
+                 superuser_url: str) -> None:
         self.urls = urls
         self.owner_urls = (dialogue_owner_url, analytics_owner_url)
+        self.superuser_url = superuser_url
         self.http = httpx.AsyncClient(timeout=60)
         #: The owners' connections to dialogue's and analytics' databases.
         self.dialogue_db: asyncpg.Connection | None = None
@@ -204,12 +208,19 @@ class Stack:
         self.loaded += count
         self.stored += count
 
-    async def analyse(self) -> float:
-        """VACUUM ANALYZE both tables (the planner learns their size and spread); seconds."""
+    async def settle(self) -> float:
+        """VACUUM ANALYZE both tables (the planner learns their size and spread), then a
+        CHECKPOINT, so the load's write-back (a million rows are gigabytes of WAL) is
+        done before the erasures rather than during them; seconds."""
         assert self.dialogue_db is not None and self.analytics_db is not None
         started = time.perf_counter()
         await asyncio.gather(self.dialogue_db.execute("VACUUM ANALYZE answers"),
                              self.analytics_db.execute("VACUUM ANALYZE answer_contributions"))
+        superuser = await asyncpg.connect(self.superuser_url)
+        try:
+            await superuser.execute("CHECKPOINT")
+        finally:
+            await superuser.close()
         return time.perf_counter() - started
 
     async def fill_participant(self, phone: dict[str, Any], answers: int) -> None:
@@ -316,7 +327,7 @@ def _span(values: list[int]) -> str:
 async def _run(args: argparse.Namespace, bench: BenchStack, bench_started: float) -> None:
     urls = _spawn_services(bench)
     stack = Stack(urls, bench.database("dialogue")["database_owner_url"],
-                  bench.database("analytics")["database_owner_url"])
+                  bench.database("analytics")["database_owner_url"], bench.postgres.superuser_url)
     #: (total, answers per participant) → completion seconds; per store → seconds; stored at each erasure
     times: dict[tuple[int, int], list[float]] = {}
     per_store: dict[tuple[int, int], dict[str, list[float]]] = {}
@@ -342,7 +353,7 @@ async def _run(args: argparse.Namespace, bench: BenchStack, bench_started: float
             for phone in phones:
                 await stack.fill_participant(phone, sizes[phone["participant_id"]])
             await stack.top_up(total)
-            analysed = await stack.analyse()
+            settled = await stack.settle()
             counted = await stack.counts()
             if counted != (stack.stored, stack.stored):
                 if not timeouts:
@@ -354,7 +365,7 @@ async def _run(args: argparse.Namespace, bench: BenchStack, bench_started: float
             print(f"total {total:,}: {stack.stored:,} answers stored in each table "
                   f"(loaded {stack.loaded:,} × 2 rows so far at "
                   f"{stack.loaded / max(stack.load_seconds, 1e-9):,.0f} per table/s; "
-                  f"VACUUM ANALYZE {analysed:.1f} s)", flush=True)
+                  f"VACUUM ANALYZE + CHECKPOINT {settled:.1f} s)", flush=True)
             for phone in phones:
                 pid, size = phone["participant_id"], sizes[phone["participant_id"]]
                 key = (total, size)
