@@ -53,10 +53,12 @@ from pathlib import Path
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.answers import _cpu_seconds
 from bench.enrolment import _percentile, _wait_ready
 from bench.stack import BenchStack, start_stack
+from tessera_analytics.store import CONSUMER
 from tessera_common.events import (
     AnswerSubmitted,
     AnswerSubmittedData,
@@ -283,11 +285,34 @@ def _spawn(stack: BenchStack, replicas: int) -> tuple[list[Server], list[str]]:
     return servers, urls
 
 
+async def _settled(bootstrap: str, quiet: float = 5.0, timeout: float = 180.0) -> int:
+    """Wait until analytics' consumer group has been Stable with the same members for
+    ``quiet`` seconds: every subscriber of every replica is a member of the one group,
+    and each joins with a rebalance that pauses them all. Returns the members."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline, since, last = time.monotonic() + timeout, time.monotonic(), None
+        while time.monotonic() < deadline:
+            group = (await admin.describe_consumer_groups([CONSUMER]))[0].groups[0]
+            state = (group[2], len(group[5]))
+            if state != last or state[0] != "Stable":
+                since, last = time.monotonic(), state
+            elif time.monotonic() - since >= quiet:
+                return state[1]
+            await asyncio.sleep(0.5)
+        raise TimeoutError(f"the consumer group never settled: {last}")
+    finally:
+        await admin.close()
+
+
 async def run(args: argparse.Namespace, stack: BenchStack, servers: list[Server], urls: list[str]) -> None:
     bench = Bench(stack, urls)
     try:
         await bench.start()
-        print(f"\nTessera analytics bench: {args.replicas} analytics replica(s) in one consumer group, "
+        members = await _settled(stack.bootstrap)
+        print(f"\nTessera analytics bench: {args.replicas} analytics replica(s) in one consumer group "
+              f"({members} consumers, one per topic per replica; three partitions a topic), "
               f"{os.cpu_count()} cores, Kafka + PostgreSQL 15 local (durable)", flush=True)
 
         participants = args.answers // 4
