@@ -52,7 +52,7 @@ lint: deps
 ## erasure completion time at growing totals stored (ERASURE_TOTALS, e.g. 10000,1000000);
 ## event-to-figure lag under a steady answer load and a 100,000-answer dialogue's query time;
 ## the suppression rules' cost per table, exact audit included.
-ERASURE_TOTALS ?= 10000,100000
+ERASURE_TOTALS ?= 10000,100000,1000000
 bench: stack-fetch
 	$(UV) run --frozen python -m bench.enrolment
 	$(UV) run --frozen python -m bench.answers

@@ -176,10 +176,12 @@ async def test_two_replicas_of_dialogue_and_analytics_lose_no_update_and_count_e
                 assert final[answer_id]["version"] == succeeded[answer_id], (i, question_id)
 
         # No event lost: every version of every answer reached Kafka.
+        seen: dict[str, set[int]] = {}
+
         async def every_version_published():
             records = (await read_to_end(stack.kafka_bootstrap, Topics.ANSWER_SUBMITTED)
                        + await read_to_end(stack.kafka_bootstrap, Topics.ANSWER_CHANGED))
-            seen: dict[str, set[int]] = {}
+            seen.clear()
             for record in records:
                 data = (record["value"] or {}).get("data") or {}
                 if data.get("answer_id") in succeeded:
@@ -187,7 +189,13 @@ async def test_two_replicas_of_dialogue_and_analytics_lose_no_update_and_count_e
             complete = all(seen.get(a) == set(range(1, n + 1)) for a, n in succeeded.items())
             return complete or None
 
-        assert await eventually(every_version_published, timeout=60)
+        try:
+            await eventually(every_version_published, timeout=60)
+        except TimeoutError:
+            missing = {a: sorted(set(range(1, n + 1)) - seen.get(a, set())) for a, n in succeeded.items()}
+            extra = {a: sorted(seen.get(a, set()) - set(range(1, n + 1))) for a, n in succeeded.items()}
+            raise AssertionError(f"versions not on Kafka: { {a: m for a, m in missing.items() if m} }; "
+                                 f"versions beyond the answer's: { {a: e for a, e in extra.items() if e} }") from None
 
         # Exact figures, from either analytics replica.
         truth_choices = Counter(a["value"] for a in final.values() if a["question_id"] == choice_q)

@@ -67,6 +67,49 @@ async def test_two_relays_publish_every_committed_event_once_in_order_per_key(st
         assert numbers == list(range(40)), key
 
 
+async def test_events_committed_while_relays_publish_are_all_published(stack):
+    """Writers commit concurrently with two relays' passes. A transaction that took a
+    lower ``seq`` can commit after a pass read higher ones: that pass must not delete
+    its row unpublished (it did, once: "DELETE ... WHERE seq <= last read")."""
+    settings = enrolment_settings(stack)
+    topic = f"tessera.test-outbox-{uuid4().hex[:8]}.v1"
+    written: list[str] = []
+    async with opened(settings, "enrolment") as first, opened(settings, "enrolment") as second:
+        brokers = [KafkaBroker(stack.kafka_bootstrap), KafkaBroker(stack.kafka_bootstrap)]
+        for broker in brokers:
+            await broker.start()
+        try:
+            relays = [OutboxRelay(brokers[0], first, batch=10), OutboxRelay(brokers[1], second, batch=10)]
+
+            async def writer(database, w: int) -> None:
+                for n in range(60):
+                    async with UnitOfWork(database, None) as uow:
+                        event = Numbered(source="tessera/test", tenant_id="t_outbox", subject=f"p_w{w}",
+                                         data={"key": f"p_w{w}_{n}", "n": n})
+                        await uow.publish(event, topic, f"p_w{w}_{n}".encode(), aggregatetype="test")
+                        await asyncio.sleep(0.002 * (n % 3))  # commit later than a neighbour took its seq
+                    written.append(event.id)
+
+            async def relay_until(done: asyncio.Event, relay: OutboxRelay) -> None:
+                while not done.is_set():
+                    await relay.publish_pending()
+                    await asyncio.sleep(0.001)
+
+            done = asyncio.Event()
+            relaying = [asyncio.create_task(relay_until(done, relay)) for relay in relays]
+            await asyncio.gather(*(writer(db, w) for w, db in enumerate([first, second, first, second])))
+            done.set()
+            await asyncio.gather(*relaying)
+            while await fetchval(settings.database_owner_url.get_secret_value(), "SELECT count(*) FROM outbox"):
+                await relays[0].publish_pending()
+        finally:
+            for broker in brokers:
+                await broker.stop()
+
+    records = await read_topic(stack.kafka_bootstrap, topic, until=lambda rs: len(rs) >= len(written), timeout=30)
+    assert sorted({r["value"]["id"] for r in records}) == sorted(written)
+
+
 async def test_inbox_entries_past_their_retention_are_forgotten(stack):
     settings = enrolment_settings(stack)
     async with opened(settings, "enrolment") as database:

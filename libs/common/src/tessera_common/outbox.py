@@ -11,8 +11,11 @@ the relay publishes those rows to Kafka and deletes them:
   same event id, which every consumer deduplicates.
 - **In order, with several replicas.** One pass at a time per database: a pass holds a
   transaction-level advisory lock, so two replicas never publish interleaved batches
-  and one aggregate's events reach Kafka in the order they were written (``seq``).
-  A replica that finds the lock taken simply leaves the work to the holder.
+  and one aggregate's events reach Kafka in the order they were written (``seq``:
+  writes of one aggregate are serialised by its own row or advisory lock, so their
+  seq order is their commit order). A replica that finds the lock taken leaves the
+  work to the holder. A pass deletes exactly the rows it published: a lower seq may
+  commit after a higher one was read, and is published by the next pass.
 - **In the writer's trace.** The writer's trace context is stored with the row and
   the publish runs inside it, so SRE follows a request into every consumer.
 """
@@ -86,7 +89,11 @@ class OutboxRelay:
                 for row in rows:
                     by_aggregate.setdefault(row["key"] or row["aggregateid"], []).append(row)
                 await asyncio.gather(*(self._publish_in_order(group) for group in by_aggregate.values()))
-                await connection.execute("DELETE FROM outbox WHERE seq <= $1", rows[-1]["seq"])
+                # Exactly the rows published: a transaction that took a lower seq may
+                # have committed since the SELECT, and "seq <= last" would delete its
+                # row unpublished (READ COMMITTED: the DELETE sees newer commits).
+                await connection.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])",
+                                         [row["seq"] for row in rows])
                 published += len(rows)
             if len(rows) < self._batch:
                 return published
