@@ -58,8 +58,10 @@ async def insert_outbox(connection: asyncpg.Connection, outgoing: Outgoing) -> N
 class OutboxRelay:
     """Publishes committed outbox rows to Kafka and deletes them (see module docstring)."""
 
-    def __init__(self, broker: KafkaBroker, database: Database, batch: int = 200) -> None:
+    def __init__(self, broker: KafkaBroker, database: Database, batch: int = 200,
+                 gather_seconds: float = 0.005) -> None:
         self._broker = broker
+        self._gather_seconds = gather_seconds
         self._database = database
         self._batch = batch
         self._wake = asyncio.Event()
@@ -75,11 +77,13 @@ class OutboxRelay:
         published = 0
         while True:
             async with self._database.transaction(None) as connection:
-                if not await connection.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK):
-                    return published
+                # The pass's lock and its rows in one round trip: no rows when another
+                # replica holds the lock (it publishes them) or when there are none.
                 rows = await connection.fetch(
-                    "SELECT seq, aggregateid, payload, topic, key, headers FROM outbox ORDER BY seq LIMIT $1",
-                    self._batch,
+                    "WITH pass AS (SELECT pg_try_advisory_xact_lock($1) AS mine)"
+                    " SELECT seq, aggregateid, payload, topic, key, headers FROM outbox, pass"
+                    " WHERE pass.mine ORDER BY seq LIMIT $2",
+                    _RELAY_LOCK, self._batch,
                 )
                 if not rows:
                     return published
@@ -148,6 +152,9 @@ class OutboxRelay:
                     await asyncio.sleep(min(interval_seconds, 1.0))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=interval_seconds)
+                # A moment for the commits arriving together to land in one pass: a
+                # pass per commit would double the round trips of a busy service.
+                await asyncio.sleep(self._gather_seconds)
                 self._wake.clear()
         finally:
             await self._unlisten()

@@ -443,17 +443,23 @@ class Answers:
         )
 
     async def open_dialogue(self, participant: Participant, dialogue_id: str) -> dict[str, Any]:
-        dialogue = await self.visible_dialogue(participant, dialogue_id)
-        if not domain.accepts_answers(dialogue["status"], dialogue.get("opens_at"), dialogue.get("closes_at"),
-                                      now_ms()):
-            raise problem(409, "dialogue_not_open", "this dialogue does not take answers now")
-        return dialogue
+        return self._open(await self.visible_dialogue(participant, dialogue_id))
 
     async def visible_dialogue(self, participant: Participant, dialogue_id: str) -> dict[str, Any]:
         """A dialogue of the participant's own tenant that participants may see."""
-        dialogue = await self.store.dialogue(participant.tenant_id, dialogue_id)
+        return self._visible(await self.store.dialogue(participant.tenant_id, dialogue_id))
+
+    @staticmethod
+    def _visible(dialogue: dict[str, Any] | None) -> dict[str, Any]:
         if dialogue is None or dialogue["status"] not in ("published", "closed"):
             raise problem(404, "dialogue_not_found", "no such dialogue")
+        return dialogue
+
+    @staticmethod
+    def _open(dialogue: dict[str, Any]) -> dict[str, Any]:
+        if not domain.accepts_answers(dialogue["status"], dialogue.get("opens_at"), dialogue.get("closes_at"),
+                                      now_ms()):
+            raise problem(409, "dialogue_not_open", "this dialogue does not take answers now")
         return dialogue
 
     async def own_answer(self, participant: Participant, answer_id: str) -> dict[str, Any]:
@@ -486,11 +492,17 @@ class Answers:
         rectification allows after the dialogue closed too; it only ever changes a
         current answer, so one erased or withdrawn meanwhile is not brought back."""
         fingerprint = domain.value_fingerprint(value)
-        for _ in range(3):
-            if rectification:
-                dialogue = await self.visible_dialogue(participant, dialogue_id)
+        if answer_id is None:
+            if idea:
+                answer_id = (domain.idea_id_for(participant.participant_id, question_id, idempotency_key)
+                             if idempotency_key else new_id("i"))
             else:
-                dialogue = await self.open_dialogue(participant, dialogue_id)
+                answer_id = domain.answer_id_for(participant.participant_id, question_id)
+        for _ in range(3):
+            dialogue, existing, tenant = await self.store.answer_context(participant.tenant_id, dialogue_id, answer_id)
+            dialogue = self._visible(dialogue)
+            if not rectification:
+                self._open(dialogue)
             question_doc_ = self.question_in(dialogue, question_id)
             question = question_of(question_doc_)
             if idea != (question.kind == "idea"):
@@ -499,13 +511,6 @@ class Answers:
                 answer = domain.validate_answer(question, value)
             except domain.RuleViolation as violation:
                 raise refused(violation) from None
-            if answer_id is None:
-                if idea:
-                    answer_id = (domain.idea_id_for(participant.participant_id, question_id, idempotency_key)
-                                 if idempotency_key else new_id("i"))
-                else:
-                    answer_id = domain.answer_id_for(participant.participant_id, question_id)
-            existing = await self.store.answer(participant.tenant_id, answer_id)
             someone_elses = existing is not None and existing["participant_id"] != participant.participant_id
             gone = rectification and (existing is None or existing.get("withdrawn_at") is not None)
             if someone_elses or gone:
@@ -521,7 +526,7 @@ class Answers:
                 participant.tenant_id, participant.participant_id, dialogue_id, question_id
             ) >= MAX_IDEAS_PER_PARTICIPANT:
                 raise problem(409, "too_many_ideas", f"at most {MAX_IDEAS_PER_PARTICIPANT} ideas per prompt")
-            policy, _ = await self.policy(participant.tenant_id)
+            policy = (tenant or {}).get("pii_policy", domain.DEFAULT_PII_POLICY)
             screened = None
             if answer.text is not None:
                 try:

@@ -101,10 +101,12 @@ class EnrolmentStore:
         gives the place back. ``new_device(tenant_id)`` makes the record and event.
         None if the code is unknown, revoked, expired or used up."""
         async with self.unit(None) as uow:
-            tenant_id = await uow.connection.fetchval("SELECT claim_opp_code($1, $2)", code, now)
+            # The claim names the tenant, which then scopes the rest of the transaction.
+            tenant_id = await uow.connection.fetchval(
+                "SELECT set_config('tessera.tenant_id', claimed, true)"
+                " FROM claim_opp_code($1, $2) AS claimed WHERE claimed IS NOT NULL", code, now)
             if tenant_id is None:
                 return None
-            await uow.connection.execute("SELECT set_config('tessera.tenant_id', $1, true)", tenant_id)
             device, event = new_device(tenant_id)
             await uow.connection.execute(
                 "INSERT INTO devices (tenant_id, participant_id, token_sha256, platform, form_factor,"
@@ -118,9 +120,9 @@ class EnrolmentStore:
 
     async def device(self, participant_id: str) -> dict[str, Any] | None:
         """The device a token names (any tenant's: the token tells the tenant)."""
-        async with self.unit(None) as uow:
-            row = await uow.connection.fetchrow("SELECT * FROM device_for_token($1)", participant_id)
-        return _device(row) if row is not None and row["participant_id"] is not None else None
+        # One statement, so no transaction around it: every forwarded request comes here.
+        row = await self.database.pool.fetchrow("SELECT * FROM device_for_token($1)", participant_id)
+        return _device(row) if row is not None else None
 
     async def device_facts(self, tenant_id: str, participant_id: str) -> dict[str, Any] | None:
         """The device of this tenant's participant, as the participant may see it: the
