@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tessera_common.identity import generate_signing_key
+from support.processes import wait_ready
 from tessera_devstack.processes import Server, free_port, spawn
 
 pytestmark = [pytest.mark.connected, pytest.mark.e2e]
@@ -52,24 +53,11 @@ def platform(stack, tmp_path_factory) -> Iterator[dict[str, str]]:
             servers.append(spawn(service, [command], logs / f"{service}.log", env=env, port=port))
             urls[service] = f"http://127.0.0.1:{port}"
         for server in servers:
-            _wait_ready(server, urls[server.name])
+            wait_ready(server, urls[server.name])
         yield urls
     finally:
         for server in servers:
             server.stop()
-
-
-def _wait_ready(server: Server, url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.process.poll() is None, f"{server.name} died:\n{server.tail()}"
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"{server.name} not ready:\n{server.tail()}")
 
 
 def test_every_service_is_alive_and_ready(platform):

@@ -15,7 +15,6 @@ import asyncio
 import os
 import shutil
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ import pytest
 from support.kafka import eventually, read_to_end
 from tessera_common.events import Topics
 from tessera_common.identity import generate_signing_key
+from support.processes import wait_ready
 from tessera_devstack.processes import Server, free_port, spawn
 
 pytestmark = [pytest.mark.connected, pytest.mark.e2e]
@@ -71,24 +71,11 @@ def replicas(stack, tmp_path_factory) -> Iterator[dict[tuple[str, int], str]]:
                 f"{service}-{index}", [command], logs / f"{service}-{index}.log", env=env,
                 port=ports[(service, index)])
         for replica, server in servers.items():
-            _wait_ready(server, urls[replica])
+            wait_ready(server, urls[replica])
         yield urls
     finally:
         for server in servers.values():
             server.stop()
-
-
-def _wait_ready(server: Server, url: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.process.poll() is None, f"{server.name} died:\n{server.tail()}"
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"{server.name} not ready:\n{server.tail()}")
 
 
 def _bearer(secret: str) -> dict[str, str]:
