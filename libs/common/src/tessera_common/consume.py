@@ -59,10 +59,6 @@ def subscribe(
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,
         title=f"{consumer}:{topic}",
-        # A service's subscribers share one group and join it one after another at
-        # start, each join a rebalance that the others only notice at their next
-        # heartbeat (3 s by default): 25 s before an eight-topic service consumed.
-        heartbeat_interval_ms=300,
     )
     async def _on_message(message: KafkaMessage) -> None:
         nonlocal last_commit

@@ -116,11 +116,18 @@ class OutboxRelay:
             otel_context.detach(token)
 
     async def _listen(self) -> None:
+        """Hold one pooled connection that LISTENs (a broken one is given back first;
+        a connection never given back would keep the pool from closing)."""
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        await self._unlisten()
         with contextlib.suppress(Exception):
-            if self._listener is not None and not self._listener.is_closed():
-                return
             connection = await self._database.pool.acquire()
-            await connection.add_listener(_CHANNEL, self._notified)
+            try:
+                await connection.add_listener(_CHANNEL, self._notified)
+            except BaseException:
+                await self._database.pool.release(connection)
+                raise
             self._listener = connection
 
     def _notified(self, *_: object) -> None:

@@ -110,9 +110,15 @@ class Database:
             # (PgBouncer) in front this would need statement_cache_size=0.
         )
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 10.0) -> None:
+        """Close gracefully; a connection still held after ``timeout`` (a request that
+        never finished) must not keep the process from stopping, so then terminate."""
         if self._pool is not None:
-            await self._pool.close()
+            try:
+                await asyncio.wait_for(self._pool.close(), timeout)
+            except TimeoutError:
+                log.warning("database_close_timed_out", timeout=timeout)
+                self._pool.terminate()
             self._pool = None
 
     async def ping(self) -> bool:
