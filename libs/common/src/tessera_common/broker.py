@@ -75,6 +75,9 @@ def make_broker(bootstrap_servers: str, tracer_provider: TracerProvider | None =
         # so that they stay out of INFO and WARNING logs (they carry topic and offsets
         # only, but one each per message is noise at a hundred messages a second).
         log_level=logging.DEBUG,
+        # Stopping waits this long for messages being handled, then leaves the group
+        # anyway (what was not committed is redelivered to the next owner).
+        graceful_timeout=10.0,
     )
 
 

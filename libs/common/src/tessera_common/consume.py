@@ -49,6 +49,7 @@ def subscribe(
     handler: Callable[[E], Awaitable[Any]],
     max_backoff_seconds: float = 30.0,
     commit_interval_seconds: float = 0.1,
+    commit_timeout_seconds: float = 5.0,
 ) -> None:
     """Register ``handler`` for ``topic`` in consumer group ``consumer``."""
     last_commit = -commit_interval_seconds
@@ -65,8 +66,11 @@ def subscribe(
         await _handle(message)
         if time.monotonic() - last_commit >= commit_interval_seconds:
             try:
-                await message.ack()  # commits this message's position: everything up to it is handled
-            except KafkaError as exc:  # a rebalance took the partition: its new owner redelivers
+                # Commits this message's position: everything up to it is handled. Bounded:
+                # a commit waiting on a rebalance must not hold the consumer (or its
+                # shutdown) hostage; what stays uncommitted is redelivered and deduplicated.
+                await asyncio.wait_for(message.ack(), commit_timeout_seconds)
+            except (KafkaError, TimeoutError) as exc:
                 log.warning("offset_commit_failed", consumer=consumer, topic=topic, error=type(exc).__name__)
             last_commit = time.monotonic()
 
@@ -99,6 +103,10 @@ def subscribe(
                 await handler(event)
                 return
             except TRANSIENT_ERRORS as exc:
+                if not broker.running:
+                    # Shutting down: leave the message uncommitted for the group's next
+                    # owner rather than keep this process from stopping.
+                    raise
                 log.warning(
                     "handler_retrying",
                     consumer=consumer,
