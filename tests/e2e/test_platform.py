@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import os
 from uuid import uuid4
-import shutil
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tessera_common.identity import generate_signing_key
-from support.processes import wait_ready
-from tessera_devstack.processes import Server, free_port, spawn
+from support.processes import spawn_service, wait_ready
+from tessera_devstack.processes import Server, free_port
 
 pytestmark = [pytest.mark.connected, pytest.mark.e2e]
 
@@ -34,23 +31,14 @@ def platform(stack, tmp_path_factory) -> Iterator[dict[str, str]]:
     try:
         for service in SERVICES:
             port = ports[service]
-            command = shutil.which(f"tessera-{service}", path=str(Path(sys.executable).parent))
-            assert command, f"console script tessera-{service} is not installed"
-            env = {
-                **os.environ,
-                "TESSERA_PORT": str(port),
-                "TESSERA_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
-                **{f"TESSERA_{name.upper()}": url for name, url in stack.database(service).items()},
-                "TESSERA_OPERATOR_KEY": OPERATOR_KEY,
-                "TESSERA_GATEWAY_SIGNING_KEY": private,
-                "TESSERA_GATEWAY_PUBLIC_KEY": public,
-                "TESSERA_ENVIRONMENT": "test",
-                "TESSERA_INTERNAL_TOKEN": INTERNAL_TOKEN,
+            servers.append(spawn_service(
+                service, service, port, logs, kafka_bootstrap=stack.kafka_bootstrap,
+                database=stack.database(service),
+                TESSERA_OPERATOR_KEY=OPERATOR_KEY, TESSERA_GATEWAY_SIGNING_KEY=private,
+                TESSERA_GATEWAY_PUBLIC_KEY=public, TESSERA_INTERNAL_TOKEN=INTERNAL_TOKEN,
                 **{f"TESSERA_{name.upper()}_URL": f"http://127.0.0.1:{ports[name]}" for name in SERVICES},
-                "TESSERA_RETRY_BASE_SECONDS": "2",
-                "TESSERA_RETRY_CHECK_SECONDS": "0.5",
-            }
-            servers.append(spawn(service, [command], logs / f"{service}.log", env=env, port=port))
+                TESSERA_RETRY_BASE_SECONDS="2", TESSERA_RETRY_CHECK_SECONDS="0.5",
+            ))
             urls[service] = f"http://127.0.0.1:{port}"
         for server in servers:
             wait_ready(server, urls[server.name])

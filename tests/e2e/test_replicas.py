@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import sys
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -25,8 +22,8 @@ import pytest
 from support.kafka import eventually, read_to_end
 from tessera_common.events import Topics
 from tessera_common.identity import generate_signing_key
-from support.processes import wait_ready
-from tessera_devstack.processes import Server, free_port, spawn
+from support.processes import spawn_service, wait_ready
+from tessera_devstack.processes import Server, free_port
 
 pytestmark = [pytest.mark.connected, pytest.mark.e2e]
 
@@ -48,28 +45,16 @@ def replicas(stack, tmp_path_factory) -> Iterator[dict[tuple[str, int], str]]:
     servers: dict[tuple[str, int], Server] = {}
     try:
         for service, index in REPLICAS:
-            command = shutil.which(f"tessera-{service}", path=str(Path(sys.executable).parent))
-            assert command, f"console script tessera-{service} is not installed"
-            env = {
-                **os.environ,
-                "TESSERA_PORT": str(ports[(service, index)]),
-                "TESSERA_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
-                **{f"TESSERA_{name.upper()}": url for name, url in databases[service].items()},
-                "TESSERA_OPERATOR_KEY": OPERATOR_KEY,
-                "TESSERA_GATEWAY_SIGNING_KEY": private,
-                "TESSERA_GATEWAY_PUBLIC_KEY": public,
-                "TESSERA_ENVIRONMENT": "test",
-                "TESSERA_INTERNAL_TOKEN": INTERNAL_TOKEN,
-                "TESSERA_LOG_LEVEL": "WARNING",
+            servers[(service, index)] = spawn_service(
+                f"{service}-{index}", service, ports[(service, index)], logs,
+                kafka_bootstrap=stack.kafka_bootstrap, database=databases[service],
+                TESSERA_OPERATOR_KEY=OPERATOR_KEY, TESSERA_GATEWAY_SIGNING_KEY=private,
+                TESSERA_GATEWAY_PUBLIC_KEY=public, TESSERA_INTERNAL_TOKEN=INTERNAL_TOKEN,
+                TESSERA_LOG_LEVEL="WARNING",
                 # Gateway i forwards to dialogue replica i; everything else to replica 0.
-                "TESSERA_DIALOGUE_URL": urls[("dialogue", index % 2)],
-                "TESSERA_RIGHTS_URL": urls[("rights", 0)],
-                "TESSERA_ENROLMENT_URL": urls[("enrolment", 0)],
-                "TESSERA_ANALYTICS_URL": urls[("analytics", 0)],
-            }
-            servers[(service, index)] = spawn(
-                f"{service}-{index}", [command], logs / f"{service}-{index}.log", env=env,
-                port=ports[(service, index)])
+                TESSERA_DIALOGUE_URL=urls[("dialogue", index % 2)], TESSERA_RIGHTS_URL=urls[("rights", 0)],
+                TESSERA_ENROLMENT_URL=urls[("enrolment", 0)], TESSERA_ANALYTICS_URL=urls[("analytics", 0)],
+            )
         for replica, server in servers.items():
             wait_ready(server, urls[replica])
         yield urls

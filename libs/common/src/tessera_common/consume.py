@@ -60,6 +60,11 @@ def subscribe(
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,
         title=f"{consumer}:{topic}",
+        # How long a rebalance waits for the group's members to rejoin. aiokafka's
+        # default is max_poll_interval_ms, 300 s: a consumer that stops while a join is
+        # under way can wait that long to leave. Members rejoin in milliseconds when
+        # healthy; one that has not after 20 s is dropped and its partitions reassigned.
+        rebalance_timeout_ms=20_000,
     )
     async def _on_message(message: KafkaMessage) -> None:
         nonlocal last_commit

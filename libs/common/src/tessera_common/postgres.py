@@ -37,6 +37,7 @@ import asyncpg
 
 from tessera_common.events import EventEnvelope
 from tessera_common.logs import get_logger
+from tessera_common.outbox import insert_outbox
 
 log = get_logger(__name__)
 
@@ -189,8 +190,6 @@ class UnitOfWork:
 
         ``aggregateid`` orders events: one aggregate's events are published in the
         order they were written (default: the partition key, else the event's subject)."""
-        from tessera_common.outbox import insert_outbox
-
         aggregate = aggregateid or (key.decode() if key is not None else event.subject or event.id)
         await insert_outbox(self.connection, Outgoing(event, topic, key, aggregatetype, aggregate))
         self.published += 1
