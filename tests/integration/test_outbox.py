@@ -122,3 +122,25 @@ async def test_inbox_entries_past_their_retention_are_forgotten(stack):
                               " WHERE event_id = 'old-event' RETURNING 1")
         assert await database.forget_old_deliveries(14) == 1
         assert await fetchval(owner, "SELECT array_agg(event_id) FROM inbox") == ["new-event"]
+
+
+async def test_a_relay_stops_when_cancelled_even_as_it_is_woken(stack):
+    """The lifespan stops the relay by cancelling it. A cancellation that arrived just as
+    the relay was woken (a commit's NOTIFY, a request's wake) was swallowed on Python
+    3.11 by asyncio.wait_for, and the app's shutdown then waited for ever."""
+    settings = enrolment_settings(stack)
+    async with opened(settings, "enrolment") as database:
+        broker = KafkaBroker(stack.kafka_bootstrap)
+        await broker.start()
+        try:
+            relay = OutboxRelay(broker, database)
+            for _ in range(20):  # the race, many times over
+                running = asyncio.create_task(relay.run(interval_seconds=30))
+                await asyncio.sleep(0.05)  # it has passed once and now waits to be woken
+                relay.wake()
+                running.cancel()
+                done, _ = await asyncio.wait({running}, timeout=5)
+                assert done == {running}, "the relay did not stop"
+                assert running.cancelled()
+        finally:
+            await broker.stop()

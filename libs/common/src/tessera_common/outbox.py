@@ -157,8 +157,12 @@ class OutboxRelay:
                     log.warning("outbox_publish_deferred", error=type(exc).__name__)
                     await self._unlisten()
                     await asyncio.sleep(min(interval_seconds, 1.0))
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
+                # cancellation that arrives as the event is set (CPython gh-86296), and
+                # the relay then never stops: the app's shutdown waited on it for ever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=interval_seconds)
+                    async with asyncio.timeout(interval_seconds):
+                        await self._wake.wait()
                 # A moment for the commits arriving together to land in one pass: a
                 # pass per commit would double the round trips of a busy service.
                 await asyncio.sleep(self._gather_seconds)

@@ -116,7 +116,8 @@ class Database:
         never finished) must not keep the process from stopping, so then terminate."""
         if self._pool is not None:
             try:
-                await asyncio.wait_for(self._pool.close(), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: see outbox.py
+                    await self._pool.close()
             except TimeoutError:
                 log.warning("database_close_timed_out", timeout=timeout)
                 self._pool.terminate()
