@@ -60,6 +60,7 @@ bench: stack-fetch
 	$(UV) run --frozen python -m bench.erasure --totals $(ERASURE_TOTALS)
 	$(UV) run --frozen python -m bench.analytics
 	$(UV) run --frozen python -m bench.suppression
+	$(UV) run --frozen python -m bench.recovery
 
 clean:
 	rm -rf .run

@@ -11,13 +11,17 @@ with the service's two roles, as in production.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import uuid4
 
 import pytest
+
+from support.kafka import start_group_at_end
 
 
 @dataclass(frozen=True)
@@ -28,8 +32,21 @@ class Stack:
     superuser_url: str
 
     def database(self, service: str) -> dict[str, str]:
-        """A fresh database for ``service``: ``database_url`` and ``database_owner_url``."""
-        return self.provision(service, f"test_{service}_{uuid4().hex[:10]}")
+        """A fresh database for ``service``: ``database_url`` and ``database_owner_url``,
+        and a consumer group of its own (``consumer_group_suffix``) that starts at the
+        current end of every topic: a service on this database reads this test's events
+        only, and no app of another test ever reads them."""
+        name = f"test_{service}_{uuid4().hex[:10]}"
+        settings = self.provision(service, name)
+        _in_a_thread(start_group_at_end(self.kafka_bootstrap, f"tessera-{service}.{name}"))
+        return {**settings, "consumer_group_suffix": f".{name}"}
+
+
+def _in_a_thread(coroutine) -> None:
+    """Run ``coroutine`` to the end from sync code that may itself be inside a running
+    event loop (an async test calling :meth:`Stack.database`)."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coroutine).result()
 
 
 def _local_stack(root: Path) -> Iterator[Stack]:

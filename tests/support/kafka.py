@@ -106,3 +106,28 @@ async def read_to_end(bootstrap: str, topic: str, timeout: float = 30.0) -> list
         return records
     finally:
         await consumer.stop()
+
+
+async def start_group_at_end(bootstrap: str, group: str) -> None:
+    """Commit, for consumer group ``group``, the current end of every partition of
+    every topic on the broker, as if the group had read everything there so far.
+
+    Each test runs its services with groups of its own (one per test database), so
+    that no stopped or stopping app of an earlier test can be assigned this test's
+    events. A new group would otherwise start at the earliest offset (as a service's
+    does, so that it misses nothing) and read every earlier test's events into this
+    test's databases. Topics created later have no committed offset and are read
+    from their start: only this test's apps are running by then."""
+    from aiokafka import TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for topic in await consumer.topics()
+                      if not topic.startswith("__") for p in consumer.partitions_for_topic(topic) or ()]
+        if partitions:
+            consumer.assign(partitions)
+            ends = await consumer.end_offsets(partitions)
+            await consumer.commit({tp: offset for tp, offset in ends.items()})
+    finally:
+        await consumer.stop()

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from pathlib import Path
 
 from tessera_common.broker import ensure_topics, make_broker
+from tessera_common.consume import Consumer
 from tessera_common.http import install_common
 from tessera_common.logs import configure_logging, get_logger
 from tessera_common.outbox import OutboxRelay
@@ -36,6 +37,12 @@ class Wiring:
     broker: KafkaBroker
     database: Database
     relay: OutboxRelay
+
+    def consumer(self, name: str) -> Consumer:
+        """The service's consumer group ``name`` (+ ``consumer_group_suffix``), one Kafka
+        consumer for all its topics, a static member when ``consumer_instance_id`` is set."""
+        return Consumer(self.broker, name + self.settings.consumer_group_suffix,
+                        instance_id=self.settings.consumer_instance_id)
 
 
 def wire(settings: ServiceSettings, migrations: list[Path], span_exporter: SpanExporter | None = None) -> Wiring:

@@ -30,6 +30,16 @@ class ServiceSettings(BaseSettings):
     #: are declared up front (deploy/k8s/README.md) with replication 3.
     kafka_topic_partitions: int = Field(default=3, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
+    #: Appended to each consumer group's name (``tessera-dialogue`` + suffix). Empty in
+    #: a deployment; set where independent copies of a service, each with a database of
+    #: its own, share one Kafka cluster (the tests: one database and group per test), so
+    #: no copy takes another's events.
+    consumer_group_suffix: str = Field(default="", max_length=100, pattern=r"^[A-Za-z0-9._-]*$")
+    #: This process's stable name in its consumer groups (Kafka static membership), e.g.
+    #: a StatefulSet pod's name or, for ``make run``, the service's: restarted with the
+    #: same id it consumes again at once, rather than after the dead process's session
+    #: expires. Unique per live replica; unset = a new member at every start.
+    consumer_instance_id: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
     #: The service's own database, as its own role (which owns no table, so row-level
     #: security applies to it), e.g. postgresql://tessera_dialogue:…@host:5432/tessera_dialogue.
     database_url: SecretStr = SecretStr("postgresql://tessera@127.0.0.1:5432/tessera")

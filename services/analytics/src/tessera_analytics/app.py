@@ -16,7 +16,7 @@ from tessera_common.service import serve, service_app, wire
 from tessera_common.settings import ServiceSettings
 from tessera_analytics.api import build_internal_router, build_router
 from tessera_analytics.handlers import register_handlers
-from tessera_analytics.store import AnalyticsStore
+from tessera_analytics.store import CONSUMER, AnalyticsStore
 
 
 DASHBOARD = Path(__file__).parent / "dashboard"
@@ -52,7 +52,7 @@ def create_app(settings: AnalyticsSettings | None = None, span_exporter: SpanExp
     wiring = wire(settings, migration_dirs("analytics"), span_exporter)
     store = AnalyticsStore(wiring.database)
     marker_key = settings.erased_marker_key.get_secret_value()
-    register_handlers(wiring.broker, store, marker_key)
+    register_handlers(wiring.consumer(CONSUMER), store, marker_key)
     app = service_app(
         wiring,
         title="Tessera analytics",

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from faststream.kafka import KafkaBroker
 
 from tessera_common.broker import confirm_erasure, confirm_objection
-from tessera_common.consume import subscribe
+from tessera_common.consume import Consumer
 from tessera_common.events import (
     AnswerChanged,
     AnswerFields,
@@ -21,11 +20,14 @@ from tessera_common.events import (
     Topics,
 )
 from tessera_common.secrets import erased_marker
-from tessera_analytics.store import CONSUMER, STORE_NAME, AnalyticsStore, AnswerState
+from tessera_analytics.store import STORE_NAME, AnalyticsStore, AnswerState
 SOURCE = "tessera/analytics"
 
 
-def register_handlers(broker: KafkaBroker, store: AnalyticsStore, marker_key: str) -> None:
+def register_handlers(consumer: Consumer, store: AnalyticsStore, marker_key: str) -> None:
+    """Subscribe ``consumer`` (the service's group: ``CONSUMER``) to the topics this service reads."""
+    broker = consumer.broker
+
     async def on_tenant_registered(event: TenantRegistered) -> None:
         await store.upsert_tenant(event.tenant_id, event.data.api_key_sha256, event.data.min_group_size)
 
@@ -89,17 +91,12 @@ def register_handlers(broker: KafkaBroker, store: AnalyticsStore, marker_key: st
         )
         await confirm_objection(broker, event, store=STORE_NAME, source=SOURCE, documents_deleted=deleted)
 
-    subscribe(broker, topic=Topics.TENANT_REGISTERED, consumer=CONSUMER, model=TenantRegistered,
-              handler=on_tenant_registered)
-    subscribe(broker, topic=Topics.TENANT_SETTINGS_CHANGED, consumer=CONSUMER, model=TenantSettingsChanged,
-              handler=on_tenant_settings_changed)
-    subscribe(broker, topic=Topics.ERASURE_REQUESTED, consumer=CONSUMER, model=ErasureRequested,
-              handler=erase_participant)
-    subscribe(broker, topic=Topics.DEVICE_ENROLLED, consumer=CONSUMER, model=DeviceEnrolled,
-              handler=on_device_enrolled)
-    subscribe(broker, topic=Topics.ANSWER_SUBMITTED, consumer=CONSUMER, model=AnswerSubmitted, handler=on_answer)
-    subscribe(broker, topic=Topics.ANSWER_CHANGED, consumer=CONSUMER, model=AnswerChanged, handler=on_answer)
-    subscribe(broker, topic=Topics.DIALOGUE_CHANGED, consumer=CONSUMER, model=DialogueChanged,
-              handler=on_dialogue_changed)
-    subscribe(broker, topic=Topics.OBJECTION_RECORDED, consumer=CONSUMER, model=ObjectionRecorded,
-              handler=apply_objection)
+    consumer.on(Topics.TENANT_REGISTERED, TenantRegistered, on_tenant_registered)
+    consumer.on(Topics.TENANT_SETTINGS_CHANGED, TenantSettingsChanged, on_tenant_settings_changed)
+    consumer.on(Topics.ERASURE_REQUESTED, ErasureRequested, erase_participant)
+    consumer.on(Topics.DEVICE_ENROLLED, DeviceEnrolled, on_device_enrolled)
+    consumer.on(Topics.ANSWER_SUBMITTED, AnswerSubmitted, on_answer)
+    consumer.on(Topics.ANSWER_CHANGED, AnswerChanged, on_answer)
+    consumer.on(Topics.DIALOGUE_CHANGED, DialogueChanged, on_dialogue_changed)
+    consumer.on(Topics.OBJECTION_RECORDED, ObjectionRecorded, apply_objection)
+    consumer.register()

@@ -19,7 +19,7 @@ from tessera_dialogue.api import (
     build_router,
     personal_data_problem,
 )
-from tessera_dialogue.handlers import register_handlers
+from tessera_dialogue.handlers import CONSUMER, register_handlers
 from tessera_dialogue.store import DialogueStore
 
 
@@ -44,7 +44,7 @@ def create_app(
     store = DialogueStore(wiring.database)
     keys = DataKeyClient(settings.rights_url, settings.internal_token.get_secret_value(), transport=rights_transport)
     marker_key = settings.erased_marker_key.get_secret_value()
-    register_handlers(wiring.broker, store, marker_key)
+    register_handlers(wiring.consumer(CONSUMER), store, marker_key)
     answers = Answers(store, keys, marker_key)
     app = service_app(
         wiring,

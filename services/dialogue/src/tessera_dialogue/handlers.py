@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from faststream.kafka import KafkaBroker
 
-from tessera_common.consume import subscribe
+from tessera_common.consume import Consumer
 from tessera_common.broker import confirm_erasure
 from tessera_common.events import ErasureRequested, TenantRegistered, Topics
 from tessera_common.logs import get_logger
@@ -18,7 +17,10 @@ log = get_logger(__name__)
 CONSUMER = "tessera-dialogue"
 
 
-def register_handlers(broker: KafkaBroker, store: DialogueStore, marker_key: str) -> None:
+def register_handlers(consumer: Consumer, store: DialogueStore, marker_key: str) -> None:
+    """Subscribe ``consumer`` (the service's group: ``CONSUMER``) to the topics this service reads."""
+    broker = consumer.broker
+
     async def on_tenant_registered(event: TenantRegistered) -> None:
         """Learn the tenant's API key hash, so its key opens this service's routes."""
         await store.register_tenant(
@@ -54,7 +56,6 @@ def register_handlers(broker: KafkaBroker, store: DialogueStore, marker_key: str
         log.info("participant_erased", store=STORE_NAME, documents_deleted=deleted,
                  scope="participant" if event.data.dialogue_id is None else "dialogue")
 
-    subscribe(broker, topic=Topics.TENANT_REGISTERED, consumer=CONSUMER, model=TenantRegistered,
-              handler=on_tenant_registered)
-    subscribe(broker, topic=Topics.ERASURE_REQUESTED, consumer=CONSUMER, model=ErasureRequested,
-              handler=erase_participant)
+    consumer.on(Topics.TENANT_REGISTERED, TenantRegistered, on_tenant_registered)
+    consumer.on(Topics.ERASURE_REQUESTED, ErasureRequested, erase_participant)
+    consumer.register()

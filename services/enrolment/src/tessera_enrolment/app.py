@@ -11,7 +11,7 @@ from tessera_common.postgres import migration_dirs
 from tessera_common.service import serve, service_app, wire
 from tessera_common.settings import ServiceSettings
 from tessera_enrolment.api import Downstream, GuessThrottle, build_internal_router, build_router
-from tessera_enrolment.handlers import register_handlers
+from tessera_enrolment.handlers import CONSUMER, register_handlers
 from tessera_enrolment.store import EnrolmentStore
 
 
@@ -58,7 +58,7 @@ def create_app(
     }
     wiring = wire(settings, migration_dirs("enrolment"), span_exporter)
     store = EnrolmentStore(wiring.database)
-    register_handlers(wiring.broker, store)
+    register_handlers(wiring.consumer(CONSUMER), store)
     router = build_router(
         store,
         operator_key=settings.operator_key.get_secret_value(),

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from faststream.kafka import KafkaBroker
 
-from tessera_common.consume import subscribe
+from tessera_common.consume import Consumer
 from tessera_common.broker import confirm_erasure
 from tessera_common.events import ErasureRequested, Topics
 from tessera_enrolment.store import STORE_NAME, EnrolmentStore
@@ -12,7 +11,10 @@ from tessera_enrolment.store import STORE_NAME, EnrolmentStore
 CONSUMER = "tessera-enrolment"
 
 
-def register_handlers(broker: KafkaBroker, store: EnrolmentStore) -> None:
+def register_handlers(consumer: Consumer, store: EnrolmentStore) -> None:
+    """Subscribe ``consumer`` (the service's group: ``CONSUMER``) to the topics this service reads."""
+    broker = consumer.broker
+
     async def erase_participant(event: ErasureRequested) -> None:
         """Delete the device (its token stops working at once) and confirm.
 
@@ -28,10 +30,5 @@ def register_handlers(broker: KafkaBroker, store: EnrolmentStore) -> None:
         await confirm_erasure(broker, event, store=STORE_NAME, source="tessera/enrolment",
                               documents_deleted=deleted)
 
-    subscribe(
-        broker,
-        topic=Topics.ERASURE_REQUESTED,
-        consumer=CONSUMER,
-        model=ErasureRequested,
-        handler=erase_participant,
-    )
+    consumer.on(Topics.ERASURE_REQUESTED, ErasureRequested, erase_participant)
+    consumer.register()

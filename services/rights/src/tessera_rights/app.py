@@ -22,7 +22,7 @@ from tessera_common.settings import ServiceSettings
 from tessera_rights.api import build_data_key_router, build_requests_router
 from tessera_rights.desk import Desk, Timing
 from tessera_rights.domain import parse_master_key, parse_signing_key
-from tessera_rights.handlers import register_handlers
+from tessera_rights.handlers import CONSUMER, register_handlers
 from tessera_rights.retention import Retention
 from tessera_rights.store import RightsStore
 
@@ -94,7 +94,7 @@ def create_app(
     desk = Desk(store, stores, settings.erased_marker_key.get_secret_value(), signing_key,
                 Timing(settings.retry_base_seconds, settings.retry_cap_seconds), ensure_tenant_topic)
     retention = Retention(desk)
-    register_handlers(wiring.broker, desk)
+    register_handlers(wiring.consumer(CONSUMER), desk)
     loops: list[asyncio.Task] = []
 
     async def start() -> None:
