@@ -2,7 +2,8 @@
 
 ``run``   start Kafka, PostgreSQL (a private cluster with each service's database and
           roles) and the four services on fixed ports (each overridable), print the URLs
-          and the operator key, and stop everything on Ctrl-C.
+          and the operator key, restart whatever dies (with back-off, saying so), and
+          stop everything on Ctrl-C.
 ``keys``  print a fresh operator key and gateway key pair as ``export`` lines
           (for docker compose or a hand-run service).
 ``fetch`` fetch Kafka's jars into .cache/ and check PostgreSQL's server binaries are
@@ -19,6 +20,8 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -85,6 +88,71 @@ def _wait_http(port: int, path: str, timeout: float) -> bool:
     return False
 
 
+@dataclass
+class Supervised:
+    """One process of the platform and how to start it again.
+
+    ``make run`` is what a developer leaves running for hours: a service that dies (a
+    bug, a kill -9, the OOM killer) is started again rather than taking the platform
+    down with it, after a back-off that doubles with each restart in a row (1 s, 2 s,
+    4 s… at most 30 s) and starts over once the process has stayed up for a minute,
+    so a process that dies at once does not spin the machine. Every death and
+    restart is printed, with the last lines of the process's log."""
+
+    name: str
+    start: Callable[[], Server]
+    pid_file: Path
+    server: Server | None = None
+    restarts_in_a_row: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+    #: While the process is down: when its next start is due.
+    due: float | None = None
+
+    BACKOFF_FIRST = 1.0
+    BACKOFF_CAP = 30.0
+    STAYED_UP = 60.0
+
+    def launch(self, running: Server | None = None) -> None:
+        """Start the process (or adopt ``running``, already started) and record its pid."""
+        self.server = running or self.start()
+        self.started_at = time.monotonic()
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.pid_file.write_text(f"{self.server.process.pid}\n")
+
+    def check(self, now: float) -> None:
+        """Notice a death and schedule the restart; restart when it is due."""
+        if self.due is None:
+            if self.server is None or self.server.process.poll() is None:
+                return
+            if now - self.started_at >= self.STAYED_UP:
+                self.restarts_in_a_row = 0
+            print(f"{self.name} stopped unexpectedly (exit code {self.server.process.returncode}); "
+                  f"restarting in {self._backoff():g} s. Last lines of its log:\n{self.server.tail(15)}",
+                  file=sys.stderr, flush=True)
+            self.due = now + self._backoff()
+            return
+        if now < self.due:
+            return
+        self.restarts_in_a_row += 1
+        try:
+            self.launch()
+        except Exception as exc:  # it would not start: try again after the next back-off
+            self.due = now + self._backoff()
+            print(f"{self.name} did not start again ({type(exc).__name__}: {exc}); "
+                  f"trying again in {self._backoff():g} s", file=sys.stderr, flush=True)
+            return
+        self.due = None
+        print(f"{self.name} restarted (pid {self.server.process.pid}, restart {self.restarts_in_a_row} in a row)",
+              flush=True)
+
+    def _backoff(self) -> float:
+        return min(self.BACKOFF_CAP, self.BACKOFF_FIRST * 2 ** self.restarts_in_a_row)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+
 def run(settings: StackSettings) -> int:
     ports = {
         "kafka": settings.kafka_port, "kafka controller": settings.kafka_controller_port,
@@ -105,11 +173,18 @@ def run(settings: StackSettings) -> int:
         env["TESSERA_GATEWAY_SIGNING_KEY"] = keys["TESSERA_GATEWAY_SIGNING_KEY"]
         env["TESSERA_GATEWAY_PUBLIC_KEY"] = keys["TESSERA_GATEWAY_PUBLIC_KEY"]
 
-    servers: list[Server] = []
+    supervised: list[Supervised] = []
+    pids = settings.run_dir / "pids"
+
+    def supervise(name: str, start: Callable[[], Server], running: Server | None = None) -> Supervised:
+        process = Supervised(name, start, pids / f"{name}.pid")
+        process.launch(running)
+        supervised.append(process)
+        return process
 
     def stop_all(*_: object) -> None:
-        for server in reversed(servers):
-            server.stop()
+        for process in reversed(supervised):
+            process.stop()
 
     service_env: dict[str, dict[str, str]] = {}
 
@@ -119,10 +194,11 @@ def run(settings: StackSettings) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         print("starting Kafka and PostgreSQL (the first run fetches Kafka's jars)...")
-        servers.append(start_kafka(KafkaConfig(
-            settings.run_dir / "kafka", settings.kafka_port, settings.kafka_controller_port)))
-        postgres = start_postgres(PostgresConfig(settings.run_dir / "postgres", settings.store_port))
-        servers.append(postgres.server)
+        kafka_config = KafkaConfig(settings.run_dir / "kafka", settings.kafka_port, settings.kafka_controller_port)
+        supervise("kafka", lambda: start_kafka(kafka_config))
+        postgres_config = PostgresConfig(settings.run_dir / "postgres", settings.store_port)
+        postgres = start_postgres(postgres_config)
+        supervise("postgresql", lambda: start_postgres(postgres_config).server, running=postgres.server)
         for service in SERVICES:
             urls = postgres.database(service)
             service_env[service] = {
@@ -142,37 +218,37 @@ def run(settings: StackSettings) -> int:
         for service in SERVICES:
             port = getattr(settings, f"{service}_port")
             command = shutil.which(f"tessera-{service}", path=str(bin_dir)) or f"tessera-{service}"
-            servers.append(spawn(
-                service, [command], settings.run_dir / "logs" / f"{service}.log",
-                env={**env, **service_env[service], "TESSERA_PORT": str(port)},
-            ))
+            # One process per service: its name is its static member id, so a restart
+            # takes its place in the group at once (consume.py).
+            service_env[service] = {**env, **service_env[service], "TESSERA_PORT": str(port),
+                                    "TESSERA_CONSUMER_INSTANCE_ID": service}
+            supervise(service, lambda service=service, command=command: spawn(
+                service, [command], settings.run_dir / "logs" / f"{service}.log", env=service_env[service]))
         for service in SERVICES:
             port = getattr(settings, f"{service}_port")
             if not _wait_http(port, "/readyz", 60):
-                server = next(s for s in servers if s.name == service)
+                server = next(p.server for p in supervised if p.name == service)
                 print(f"{service} did not become ready:\n{server.tail()}", file=sys.stderr)
                 stop_all()
                 return 1
 
-        print("\nTessera is running (Ctrl-C stops everything started here):")
+        print("\nTessera is running (Ctrl-C stops everything started here; what dies is restarted):")
         for service in SERVICES:
             port = getattr(settings, f"{service}_port")
             print(f"  {service:<10} http://127.0.0.1:{port}   (API docs: /docs)")
         print(f"  kafka      127.0.0.1:{settings.kafka_port}")
         print(f"  store      PostgreSQL on 127.0.0.1:{settings.store_port}, one database per service"
               f" (superuser password in {settings.run_dir / 'postgres' / 'superuser.password'})")
-        print(f"  logs       {settings.run_dir / 'logs'}")
+        print(f"  logs       {settings.run_dir / 'logs'}   (process ids in {pids})")
         if generated:
             print(f"\n  operator key (generated for this run): {env['TESSERA_OPERATOR_KEY']}")
         else:
             print("\n  operator key: the TESSERA_OPERATOR_KEY you set")
         sys.stdout.flush()
-        while all(s.process.poll() is None for s in servers):
+        while True:
+            for process in supervised:
+                process.check(time.monotonic())
             time.sleep(0.5)
-        dead = [s for s in servers if s.process.poll() is not None]
-        for server in dead:
-            print(f"{server.name} stopped unexpectedly:\n{server.tail()}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("\nstopping...")
         return 0
