@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from support.apps import OPERATOR_KEY, create_code, create_tenant, enrol
@@ -145,6 +147,9 @@ async def test_tenant_creation_needs_the_operator_key_and_an_eu_region(gateway):
         {"expires_at": "2020-01-01T00:00:00Z"},
         {"expires_at": "2030-01-01T00:00:00"},  # no time zone
         {"expires_at": "tomorrow"},
+        {"expires_at": 1_900_000_000},  # a number is not a date-time, not even a Unix one
+        {"expires_at": "1900000000"},
+        {"expires_at": "2030-01-01"},  # nor is a date
         {"unexpected": True},
     ],
 )
@@ -168,3 +173,19 @@ async def test_a_forged_device_token_naming_a_real_participant_is_401(gateway):
         response = await gateway.get("/v1/me", headers={"Authorization": f"Bearer {forged}"})
         assert response.status_code == 401, forged
         assert device["participant_id"] not in response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "where"),
+    [
+        ("/v1/tenants", {"name": "Gemeente \ud800", "region": "eu-west"}, ["body", "name"]),
+        ("/v1/enrolments", {"code": "K7MQ2X9RT\udfff", "platform": "ios", "form_factor": "phone"}, ["body", "code"]),
+    ],
+)
+async def test_a_lone_surrogate_in_any_text_is_422_naming_the_field(gateway, path, body, where):
+    response = await gateway.post(path, content=json.dumps(body).encode(), headers={
+        "content-type": "application/json", "Authorization": f"Bearer {OPERATOR_KEY}"})
+
+    assert response.status_code == 422, response.text
+    assert [(e["type"], e["loc"]) for e in response.json()["detail"]] == [("string_unicode", where)]
+    assert all("input" not in e for e in response.json()["detail"])  # the text is not echoed

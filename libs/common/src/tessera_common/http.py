@@ -8,8 +8,12 @@ that the client did not send.
 
 from __future__ import annotations
 
+import email.message
+import json
+import re
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -17,7 +21,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict
+from pydantic_core import PydanticCustomError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera_common.postgres import TRANSIENT_ERRORS as STORE_UNAVAILABLE
@@ -35,6 +40,28 @@ class StrictBody(BaseModel):
     a string that reaches a store filter."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+_ISO_8601_WITH_ZONE = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)")
+
+
+def _iso_8601_text(value: Any) -> Any:
+    # pydantic's own datetime parsing also takes 0, 1700000000 and "1700000000" as Unix
+    # times and "2030-01-01" as a midnight: a client's wrong type would silently become
+    # a date. Only the ISO-8601 text of a date-time with its zone gets through.
+    if isinstance(value, datetime):
+        return value  # built in code, not sent by a client
+    if not isinstance(value, str) or not _ISO_8601_WITH_ZONE.fullmatch(value):
+        raise PydanticCustomError(
+            "datetime_iso_8601",
+            "Input should be an ISO-8601 date-time with a time zone, e.g. 2030-01-31T09:00:00Z",
+        )
+    return value
+
+
+#: Every date-time a client sends, in a body or a query: ISO-8601 text with its zone.
+IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_8601_text)]
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
@@ -90,6 +117,97 @@ class BodySizeLimit:
         await response({"type": "http"}, _empty_receive, send)
 
 
+class UnencodableTextCheck:
+    """Refuse with 422, before any route reads it, a JSON body holding text that cannot
+    be stored or sent on: a lone UTF-16 surrogate (``"\\ud800"``) is valid JSON but no
+    Unicode text, so it would fail deep inside (encryption, the store, an event) after
+    the request had begun. One check here covers every text field of every route,
+    free-form values (``JsonValue``) and object keys included.
+
+    Runs inside :class:`BodySizeLimit`, so the body it reads is already bounded. A body
+    that is not JSON at all is left to the route's own parsing."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        buffered: list[Message] = []
+        body = b""
+        while True:
+            message = await receive()
+            buffered.append(message)
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        errors = _unencodable_text_errors(body)
+        if errors:
+            response = JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+            await response({"type": "http"}, _empty_receive, send)
+            return
+
+        async def replay() -> Message:
+            return buffered.pop(0) if buffered else await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _is_json(scope: Scope) -> bool:
+    """The bodies FastAPI parses as JSON: ``application/json`` or ``application/*+json``."""
+    declared = dict(scope.get("headers") or []).get(b"content-type")
+    if not declared:
+        return False
+    message = email.message.Message()
+    message["content-type"] = declared.decode("latin-1")
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+#: At most this many unencodable places are named in one answer.
+_MAX_TEXT_ERRORS = 10
+
+
+def _unencodable_text_errors(body: bytes) -> list[dict[str, Any]]:
+    """FastAPI-shaped 422 errors, one per place where the body's text is not Unicode;
+    the offending text itself is never echoed (nor an offending object key)."""
+    if not body:
+        return []
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep: the route's parsing answers
+        return []
+    errors: list[dict[str, Any]] = []
+    pending: list[tuple[Any, list[str | int]]] = [(document, [])]  # a stack, not recursion: nesting is the client's
+    while pending and len(errors) < _MAX_TEXT_ERRORS:
+        value, loc = pending.pop()
+        if isinstance(value, str):
+            if not _encodable(value):
+                errors.append({"type": "string_unicode", "loc": ["body", *loc],
+                               "msg": "Input should be Unicode text: it holds a lone surrogate (\\ud800-\\udfff)"})
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if _encodable(key):
+                    pending.append((item, [*loc, key]))
+                else:
+                    errors.append({"type": "string_unicode", "loc": ["body", *loc],
+                                   "msg": "Object keys should be Unicode text: one holds a lone surrogate"})
+        elif isinstance(value, list):
+            pending.extend((item, [*loc, index]) for index, item in enumerate(value))
+    return errors
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 async def _empty_receive() -> Message:
     return {"type": "http.disconnect"}
 
@@ -137,6 +255,7 @@ async def _dependency_unavailable(_: Request, exc: Exception) -> JSONResponse:
 
 
 def install_common(app: FastAPI, max_body_bytes: int, checks: dict[str, ReadinessCheck]) -> None:
+    app.add_middleware(UnencodableTextCheck)  # inner: reads a body the size limit already bounded
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     for error in STORE_UNAVAILABLE:

@@ -13,7 +13,7 @@ from limits import parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from opentelemetry import metrics, propagate
-from pydantic import AwareDatetime, BaseModel, Field, StrictInt, StringConstraints
+from pydantic import BaseModel, Field, StrictInt, StringConstraints
 
 from tessera_common.events import (
     DeviceEnrolled,
@@ -24,6 +24,7 @@ from tessera_common.events import (
     TenantRegisteredData,
 )
 from tessera_common.http import (
+    IsoDatetime,
     UNAUTHORISED_HEADERS,
     StrictBody,
     TenantIdPath,
@@ -67,7 +68,7 @@ class TenantOut(BaseModel):
 
 
 class CodeIn(StrictBody):
-    expires_at: AwareDatetime | None = Field(default=None, description="with a time zone, e.g. ...Z")
+    expires_at: IsoDatetime | None = Field(default=None, description="with a time zone, e.g. ...Z")
     max_enrolments: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
 
 
@@ -402,7 +403,7 @@ def build_internal_router(store: EnrolmentStore, internal_token: str) -> APIRout
     @router.get("/tenants/{tenant_id}/retention/idle-participants")
     async def idle_participants(
         tenant_id: TenantIdPath,
-        idle_since: Annotated[AwareDatetime, Query(description="devices not used since this time")],
+        idle_since: Annotated[IsoDatetime, Query(description="devices not used since this time")],
         limit: Annotated[int, Query(ge=1, le=1000)] = 500,
     ) -> dict[str, list[str]]:
         """For the tenant's retention rule: participants whose device was last used
