@@ -14,11 +14,14 @@ from support.apps import (
     bearer,
     create_tenant,
     enrol_devices,
+    running,
     running_platform,
+    served,
     tenant_known_to_dialogue,
 )
 from support.db import fetchval
 from tessera_common.identity import ASSERTION_HEADER, Participant, generate_signing_key, sign_assertion
+from tessera_enrolment.app import create_app as create_gateway
 
 pytestmark = pytest.mark.connected
 
@@ -339,3 +342,53 @@ async def test_a_number_or_a_zoneless_time_is_no_window_on_edit_either(platform,
     assert (await platform.dialogue.get(url, headers=auth)).json() == before
     fine = await platform.dialogue.patch(url, json={"closes_at": "2999-01-01T09:00:00+01:00"}, headers=auth)
     assert fine.status_code == 200 and fine.json()["closes_at"] == "2999-01-01T08:00:00Z"
+
+
+@pytest.fixture(scope="module")
+async def gateway_over_http(platform) -> AsyncIterator[httpx.AsyncClient]:
+    """A second gateway replica that reaches dialogue over real HTTP, as in production:
+    an in-process transport would carry a header that HTTP itself cannot."""
+    async with served(platform.dialogue_app) as url:
+        settings = platform.gateway_app.state.wiring.settings.model_copy(update={"dialogue_url": url})
+        async with running(create_gateway(settings)) as client:
+            yield client
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"Idempotency-Key": b"abcdefgh\xff"},
+        {"Accept": "é".encode()},
+        {"Idempotency-Key": b"abcd\x01efgh"},
+        {"Accept": b"application/json\x7f"},
+    ],
+)
+async def test_a_malformed_forwarded_header_is_400_at_the_gateway_not_an_outage(
+    platform, world, answers_db, gateway_over_http, header
+):
+    mine = world["mine"]
+    before = await answers_db.count()
+    for gateway in (platform.gateway, gateway_over_http):
+        response = await gateway.put(path(mine, "open_text"), json={"value": "fine"},
+                                     headers={**bearer(mine["device"]["device_token"]), **header})
+        assert response.status_code == 400, response.text
+        assert response.json()["detail"]["code"] == "malformed_header"
+        assert "retry-after" not in response.headers
+    assert await answers_db.count() == before
+
+
+async def test_whitespace_around_a_forwarded_header_is_not_part_of_it(platform, gateway_over_http):
+    """RFC 9110 §5.5: a field value excludes leading and trailing whitespace. Sent on as
+    it came, h11 refused it and the gateway answered 503, so a client retried forever."""
+    tenant, dialogue, _ = await published_dialogue(platform, "whitespace")
+    (device,) = await enrol_devices(platform, tenant, 1)
+    key = "abcdefgh99"
+    idea = path({"dialogue": dialogue}, "idea", "ideas")
+    first = await gateway_over_http.post(idea, content=b'{"value": "a bench"}', headers={
+        **bearer(device["device_token"]), "Idempotency-Key": key + " ", "content-type": "application/json "})
+    assert first.status_code == 201, first.text
+    again = await gateway_over_http.post(idea, json={"value": "a bench"},
+                                         headers={**bearer(device["device_token"]), "Idempotency-Key": key})
+    assert again.status_code == 200 and again.json()["answer_id"] == first.json()["answer_id"]
+    mine = await platform.gateway.get("/v1/me/answers", headers=bearer(device["device_token"]))
+    assert [a["value"] for a in mine.json()["answers"]] == ["a bench"]
