@@ -175,6 +175,32 @@ async def test_a_forged_device_token_naming_a_real_participant_is_401(gateway):
         assert device["participant_id"] not in response.text
 
 
+async def test_a_code_typed_with_a_look_alike_outside_ascii_is_as_unknown_as_any_typo(gateway):
+    """``str.upper()`` maps ``ſ`` (long s) to ``S``: the code must be matched on its own
+    alphabet, so a character outside it is a typo with the one answer every bad code gets."""
+    tenant = await create_tenant(gateway)
+    auth = {"Authorization": f"Bearer {tenant['api_key']}"}
+    for _ in range(60):  # about a code in four has an S
+        code = (await create_code(gateway, tenant))["code"]
+        if "S" in code:
+            break
+    else:
+        pytest.fail("no code with an S")
+    unknown = await enrol(gateway, "K7MQ2X9RTA" if code != "K7MQ2X9RTA" else "K7MQ2X9RTB")
+
+    typo = await enrol(gateway, code.lower().replace("s", "\u017f"))
+
+    assert typo.status_code == 404
+    assert typo.json() == unknown.json()
+    revoked = await gateway.delete(f"/v1/tenants/{tenant['tenant_id']}/codes/{code.replace('S', '%C5%BF')}",
+                                   headers=auth)
+    assert revoked.status_code == 404
+    listed = (await gateway.get(f"/v1/tenants/{tenant['tenant_id']}/codes", headers=auth,
+                                params={"limit": 500})).json()["codes"]
+    assert {c["code"]: (c["status"], c["enrolments"]) for c in listed}[code] == ("active", 0)
+    assert (await enrol(gateway, code.lower())).status_code == 201  # ASCII in any case still works
+
+
 @pytest.mark.parametrize(
     ("path", "body", "where"),
     [
