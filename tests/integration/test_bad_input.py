@@ -68,11 +68,20 @@ async def test_a_streamed_oversized_body_without_length_is_413(gateway):
     assert response.status_code == 413
 
 
-async def test_not_json_is_422(gateway):
-    response = await gateway.post(
-        "/v1/enrolments", content=b"code=ABC", headers={"content-type": "application/json"}
-    )
-    assert response.status_code == 422
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"code=ABC", "Expecting value at line 1, column 1"),
+        (b'{"code": "K7MQ2X9RTA", }', "Expecting property name enclosed in double quotes at line 1, column 24"),
+        (b'{"code": "K7MQ2X9RT\xff"}', "it is not UTF-8"),
+        (b"[" * 5000 + b"]" * 5000, "it is nested too deeply"),
+    ],
+)
+async def test_a_body_that_is_not_json_is_400_in_the_error_shape_of_every_error(gateway, body, reason):
+    response = await gateway.post("/v1/enrolments", content=body, headers={"content-type": "application/json"})
+
+    assert response.status_code == 400
+    assert response.json() == {"detail": {"code": "malformed_json", "message": f"the body is not valid JSON: {reason}"}}
 
 
 async def test_a_tenant_key_cannot_read_or_change_another_tenants_codes(gateway):

@@ -118,6 +118,17 @@ async def test_a_malformed_body_is_422(platform, world, answers_db, body):
     assert await answers_db.count() == before
 
 
+async def test_a_body_that_is_not_json_is_400_at_the_gateway_and_changes_nothing(platform, world, answers_db):
+    mine = world["mine"]
+    before = await answers_db.count()
+    response = await platform.gateway.put(path(mine, "open_text"), content=b'{"value": "half',
+                                          headers={**bearer(mine["device"]["device_token"]),
+                                                   "content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"]["code"] == "malformed_json"
+    assert await answers_db.count() == before
+
+
 async def test_an_oversized_body_is_413_at_the_gateway(platform, world):
     mine = world["mine"]
     response = await platform.gateway.put(path(mine, "open_text"), json={"value": "x" * 20_000},

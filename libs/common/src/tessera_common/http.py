@@ -117,15 +117,17 @@ class BodySizeLimit:
         await response({"type": "http"}, _empty_receive, send)
 
 
-class UnencodableTextCheck:
-    """Refuse with 422, before any route reads it, a JSON body holding text that cannot
-    be stored or sent on: a lone UTF-16 surrogate (``"\\ud800"``) is valid JSON but no
-    Unicode text, so it would fail deep inside (encryption, the store, an event) after
-    the request had begun. One check here covers every text field of every route,
-    free-form values (``JsonValue``) and object keys included.
+class JsonBodyCheck:
+    """Read every JSON body once before any route does, and refuse what no route could
+    take: a body that does not parse is 400 ``malformed_json`` in the error shape of
+    every other error (FastAPI would answer 422 with a list, or a bare 400 string for
+    bytes that are not UTF-8); text that is not Unicode is 422 ``string_unicode``. A
+    lone UTF-16 surrogate (``"\\ud800"``) is valid JSON but no text: it would fail deep
+    inside (encryption, the store, an event) after the request had begun. One check here
+    covers every text field of every route, free-form values (``JsonValue``) and object
+    keys included.
 
-    Runs inside :class:`BodySizeLimit`, so the body it reads is already bounded. A body
-    that is not JSON at all is left to the route's own parsing."""
+    Runs inside :class:`BodySizeLimit`, so the body it reads is already bounded."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -144,10 +146,9 @@ class UnencodableTextCheck:
             body += message.get("body", b"")
             if not message.get("more_body", False):
                 break
-        errors = _unencodable_text_errors(body)
-        if errors:
-            response = JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-            await response({"type": "http"}, _empty_receive, send)
+        refusal = _json_body_refusal(body) if body else None
+        if refusal is not None:
+            await refusal({"type": "http"}, _empty_receive, send)
             return
 
         async def replay() -> Message:
@@ -167,19 +168,31 @@ def _is_json(scope: Scope) -> bool:
     return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
+def _json_body_refusal(body: bytes) -> JSONResponse | None:
+    try:
+        document = json.loads(body)
+    except json.JSONDecodeError as error:  # says where, never what
+        reason = f"{error.msg} at line {error.lineno}, column {error.colno}"
+    except UnicodeDecodeError:
+        reason = "it is not UTF-8"
+    except RecursionError:
+        reason = "it is nested too deeply"
+    else:
+        errors = _unencodable_text_errors(document)
+        if not errors:
+            return None
+        return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    return JSONResponse({"detail": {"code": "malformed_json", "message": f"the body is not valid JSON: {reason}"}},
+                        status_code=status.HTTP_400_BAD_REQUEST)
+
+
 #: At most this many unencodable places are named in one answer.
 _MAX_TEXT_ERRORS = 10
 
 
-def _unencodable_text_errors(body: bytes) -> list[dict[str, Any]]:
+def _unencodable_text_errors(document: Any) -> list[dict[str, Any]]:
     """FastAPI-shaped 422 errors, one per place where the body's text is not Unicode;
     the offending text itself is never echoed (nor an offending object key)."""
-    if not body:
-        return []
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep: the route's parsing answers
-        return []
     errors: list[dict[str, Any]] = []
     pending: list[tuple[Any, list[str | int]]] = [(document, [])]  # a stack, not recursion: nesting is the client's
     while pending and len(errors) < _MAX_TEXT_ERRORS:
@@ -255,7 +268,7 @@ async def _dependency_unavailable(_: Request, exc: Exception) -> JSONResponse:
 
 
 def install_common(app: FastAPI, max_body_bytes: int, checks: dict[str, ReadinessCheck]) -> None:
-    app.add_middleware(UnencodableTextCheck)  # inner: reads a body the size limit already bounded
+    app.add_middleware(JsonBodyCheck)  # inner: reads a body the size limit already bounded
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     for error in STORE_UNAVAILABLE:
