@@ -224,3 +224,26 @@ async def test_a_lone_surrogate_in_any_text_is_422_naming_the_field(gateway, pat
     assert response.status_code == 422, response.text
     assert [(e["type"], e["loc"]) for e in response.json()["detail"]] == [("string_unicode", where)]
     assert all("input" not in e for e in response.json()["detail"])  # the text is not echoed
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/v1/tenants/t_abcdefghij/codes", "GET, POST"),  # two routes on one path
+        ("PATCH", "/v1/me/answers/a_1", "DELETE, PUT"),  # forwarded to dialogue
+        ("POST", "/v1/me", "GET"),
+    ],
+)
+async def test_a_known_path_with_another_method_is_405_naming_every_method_it_takes(gateway, method, path, allowed):
+    response = await gateway.request(method, path, json={})
+
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allowed
+    assert response.json() == {"detail": {"code": "method_not_allowed", "message": "Method Not Allowed"}}
+
+
+async def test_an_unknown_path_is_404_in_the_error_shape_of_every_error(gateway):
+    response = await gateway.get("/v1/nothing-here")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": {"code": "not_found", "message": "Not Found"}}

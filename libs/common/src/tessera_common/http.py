@@ -18,11 +18,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict
 from pydantic_core import PydanticCustomError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera_common.postgres import TRANSIENT_ERRORS as STORE_UNAVAILABLE
@@ -267,10 +271,47 @@ async def _dependency_unavailable(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """Every HTTP error in the one shape, the router's own too (404 for an unknown path,
+    405 for a known path with another method: FastAPI answers those with a bare string).
+    A 405's ``Allow`` names every method the path takes: the router names only those of
+    the first route whose path matched, though a path such as ``/v1/me/answers/{id}``
+    is two routes (PUT and DELETE)."""
+    headers = dict(exc.headers or {})
+    if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        allowed = _methods_for(request.app, request.url.path)
+        if allowed:
+            headers["Allow"] = ", ".join(sorted(allowed))
+    if exc.status_code in (status.HTTP_204_NO_CONTENT, status.HTTP_304_NOT_MODIFIED):
+        return Response(status_code=exc.status_code, headers=headers)
+    detail = exc.detail
+    if not isinstance(detail, dict):
+        detail = {"code": _ERROR_CODES.get(exc.status_code, "http_error"), "message": str(detail)}
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
+
+
+_ERROR_CODES = {
+    status.HTTP_400_BAD_REQUEST: "bad_request",
+    status.HTTP_404_NOT_FOUND: "not_found",
+    status.HTTP_405_METHOD_NOT_ALLOWED: "method_not_allowed",
+}
+
+
+def _methods_for(app: FastAPI, path: str) -> set[str]:
+    """The methods of every route whose path template matches ``path``."""
+    routes = getattr(app.state, "route_methods", None)
+    if routes is None:  # built once per app, on its first 405
+        routes = [(compile_path(context.path)[0], set(context.methods or ()))
+                  for context in iter_route_contexts(app.routes) if context.path]
+        app.state.route_methods = routes
+    return {method for regex, methods in routes if regex.fullmatch(path) for method in methods}
+
+
 def install_common(app: FastAPI, max_body_bytes: int, checks: dict[str, ReadinessCheck]) -> None:
     app.add_middleware(JsonBodyCheck)  # inner: reads a body the size limit already bounded
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     for error in STORE_UNAVAILABLE:
         app.add_exception_handler(error, _dependency_unavailable)
     app.add_exception_handler(KafkaError, _dependency_unavailable)
