@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from support.apps import OPERATOR_KEY, create_code, create_tenant, enrol
@@ -66,11 +68,20 @@ async def test_a_streamed_oversized_body_without_length_is_413(gateway):
     assert response.status_code == 413
 
 
-async def test_not_json_is_422(gateway):
-    response = await gateway.post(
-        "/v1/enrolments", content=b"code=ABC", headers={"content-type": "application/json"}
-    )
-    assert response.status_code == 422
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"code=ABC", "Expecting value at line 1, column 1"),
+        (b'{"code": "K7MQ2X9RTA", }', "Expecting property name enclosed in double quotes at line 1, column 24"),
+        (b'{"code": "K7MQ2X9RT\xff"}', "it is not UTF-8"),
+        (b"[" * 5000 + b"]" * 5000, "it is nested too deeply"),
+    ],
+)
+async def test_a_body_that_is_not_json_is_400_in_the_error_shape_of_every_error(gateway, body, reason):
+    response = await gateway.post("/v1/enrolments", content=body, headers={"content-type": "application/json"})
+
+    assert response.status_code == 400
+    assert response.json() == {"detail": {"code": "malformed_json", "message": f"the body is not valid JSON: {reason}"}}
 
 
 async def test_a_tenant_key_cannot_read_or_change_another_tenants_codes(gateway):
@@ -145,6 +156,9 @@ async def test_tenant_creation_needs_the_operator_key_and_an_eu_region(gateway):
         {"expires_at": "2020-01-01T00:00:00Z"},
         {"expires_at": "2030-01-01T00:00:00"},  # no time zone
         {"expires_at": "tomorrow"},
+        {"expires_at": 1_900_000_000},  # a number is not a date-time, not even a Unix one
+        {"expires_at": "1900000000"},
+        {"expires_at": "2030-01-01"},  # nor is a date
         {"unexpected": True},
     ],
 )
@@ -168,3 +182,68 @@ async def test_a_forged_device_token_naming_a_real_participant_is_401(gateway):
         response = await gateway.get("/v1/me", headers={"Authorization": f"Bearer {forged}"})
         assert response.status_code == 401, forged
         assert device["participant_id"] not in response.text
+
+
+async def test_a_code_typed_with_a_look_alike_outside_ascii_is_as_unknown_as_any_typo(gateway):
+    """``str.upper()`` maps ``ſ`` (long s) to ``S``: the code must be matched on its own
+    alphabet, so a character outside it is a typo with the one answer every bad code gets."""
+    tenant = await create_tenant(gateway)
+    auth = {"Authorization": f"Bearer {tenant['api_key']}"}
+    for _ in range(60):  # about a code in four has an S
+        code = (await create_code(gateway, tenant))["code"]
+        if "S" in code:
+            break
+    else:
+        pytest.fail("no code with an S")
+    unknown = await enrol(gateway, "K7MQ2X9RTA" if code != "K7MQ2X9RTA" else "K7MQ2X9RTB")
+
+    typo = await enrol(gateway, code.lower().replace("s", "\u017f"))
+
+    assert typo.status_code == 404
+    assert typo.json() == unknown.json()
+    revoked = await gateway.delete(f"/v1/tenants/{tenant['tenant_id']}/codes/{code.replace('S', '%C5%BF')}",
+                                   headers=auth)
+    assert revoked.status_code == 404
+    listed = (await gateway.get(f"/v1/tenants/{tenant['tenant_id']}/codes", headers=auth,
+                                params={"limit": 500})).json()["codes"]
+    assert {c["code"]: (c["status"], c["enrolments"]) for c in listed}[code] == ("active", 0)
+    assert (await enrol(gateway, code.lower())).status_code == 201  # ASCII in any case still works
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "where"),
+    [
+        ("/v1/tenants", {"name": "Gemeente \ud800", "region": "eu-west"}, ["body", "name"]),
+        ("/v1/enrolments", {"code": "K7MQ2X9RT\udfff", "platform": "ios", "form_factor": "phone"}, ["body", "code"]),
+    ],
+)
+async def test_a_lone_surrogate_in_any_text_is_422_naming_the_field(gateway, path, body, where):
+    response = await gateway.post(path, content=json.dumps(body).encode(), headers={
+        "content-type": "application/json", "Authorization": f"Bearer {OPERATOR_KEY}"})
+
+    assert response.status_code == 422, response.text
+    assert [(e["type"], e["loc"]) for e in response.json()["detail"]] == [("string_unicode", where)]
+    assert all("input" not in e for e in response.json()["detail"])  # the text is not echoed
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/v1/tenants/t_abcdefghij/codes", "GET, POST"),  # two routes on one path
+        ("PATCH", "/v1/me/answers/a_1", "DELETE, PUT"),  # forwarded to dialogue
+        ("POST", "/v1/me", "GET"),
+    ],
+)
+async def test_a_known_path_with_another_method_is_405_naming_every_method_it_takes(gateway, method, path, allowed):
+    response = await gateway.request(method, path, json={})
+
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allowed
+    assert response.json() == {"detail": {"code": "method_not_allowed", "message": "Method Not Allowed"}}
+
+
+async def test_an_unknown_path_is_404_in_the_error_shape_of_every_error(gateway):
+    response = await gateway.get("/v1/nothing-here")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": {"code": "not_found", "message": "Not Found"}}

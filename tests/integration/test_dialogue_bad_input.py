@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from uuid import uuid4
 
+import httpx
 import pytest
 
-from support.apps import Platform, bearer, create_tenant, enrol_devices, running_platform, tenant_known_to_dialogue
+from support.apps import (
+    Platform,
+    bearer,
+    create_tenant,
+    enrol_devices,
+    running,
+    running_platform,
+    served,
+    tenant_known_to_dialogue,
+)
 from support.db import fetchval
 from tessera_common.identity import ASSERTION_HEADER, Participant, generate_signing_key, sign_assertion
+from tessera_enrolment.app import create_app as create_gateway
 
 pytestmark = pytest.mark.connected
 
@@ -103,6 +115,17 @@ async def test_a_malformed_body_is_422(platform, world, answers_db, body):
     response = await platform.gateway.put(path(mine, "single_choice"), json=body,
                                           headers=bearer(mine["device"]["device_token"]))
     assert response.status_code == 422
+    assert await answers_db.count() == before
+
+
+async def test_a_body_that_is_not_json_is_400_at_the_gateway_and_changes_nothing(platform, world, answers_db):
+    mine = world["mine"]
+    before = await answers_db.count()
+    response = await platform.gateway.put(path(mine, "open_text"), content=b'{"value": "half',
+                                          headers={**bearer(mine["device"]["device_token"]),
+                                                   "content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"]["code"] == "malformed_json"
     assert await answers_db.count() == before
 
 
@@ -202,6 +225,10 @@ async def test_answers_to_a_closed_dialogue_are_refused_and_questions_freeze_aft
         {"title": "t", "questions": [{"kind": "open_text", "prompt": "?", "question_id": "q_not_mine"}]},
         {"title": "t", "opens_at": "2030-01-02T00:00:00Z", "closes_at": "2030-01-01T00:00:00Z"},
         {"title": "t", "opens_at": "2030-01-02T00:00:00"},
+        {"title": "t", "opens_at": 0},  # a number is not a date-time, not even a Unix one
+        {"title": "t", "opens_at": 1_900_000_000.5},
+        {"title": "t", "closes_at": "1900000000"},
+        {"title": "t", "closes_at": "2030-01-01"},  # a date is not a date-time
         {"title": "t", "owner": "someone"},
     ],
 )
@@ -223,3 +250,156 @@ async def test_settings_refuse_k_below_three_and_unknown_policies(platform, worl
     response = await platform.dialogue.put(url, json=body, headers=bearer(mine["tenant"]["api_key"]))
     assert response.status_code == 422
     assert (await platform.dialogue.get(url, headers=bearer(mine["tenant"]["api_key"]))).json() == before
+
+
+def with_lone_surrogate(body: dict) -> dict:
+    """Request arguments for a JSON body whose text holds a lone UTF-16 surrogate: valid
+    JSON (``\\ud800``), but no Unicode text. httpx's encoder refuses such a string, so
+    the body goes as bytes."""
+    return {"content": json.dumps(body).encode(), "headers": {"content-type": "application/json"}}
+
+
+def unicode_errors(response: httpx.Response) -> list[list]:
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert all(error["type"] == "string_unicode" and "input" not in error for error in detail)
+    return [error["loc"] for error in detail]
+
+
+async def published_dialogue(platform: Platform, name: str) -> tuple[dict, dict, str]:
+    """A fresh tenant with a published dialogue of every question kind: (tenant, dialogue, base URL)."""
+    tenant = await create_tenant(platform.gateway, name)
+    await tenant_known_to_dialogue(platform, tenant)
+    base = f"/v1/tenants/{tenant['tenant_id']}/dialogues"
+    created = await platform.dialogue.post(base, json={"title": name, "questions": QUESTIONS},
+                                           headers=bearer(tenant["api_key"]))
+    assert created.status_code == 201, created.text
+    published = await platform.dialogue.post(f"{base}/{created.json()['dialogue_id']}/publish",
+                                             headers=bearer(tenant["api_key"]))
+    assert published.status_code == 200, published.text
+    return tenant, published.json(), base
+
+
+async def test_answer_text_with_a_lone_surrogate_is_422_and_leaves_the_dialogue_unanswered(platform, answers_db):
+    tenant, dialogue, base = await published_dialogue(platform, "surrogates")
+    (device,) = await enrol_devices(platform, tenant, 1)
+    auth, device_auth = bearer(tenant["api_key"]), bearer(device["device_token"])
+    part = {"dialogue": dialogue}
+    before = await answers_db.count()
+
+    for send, target in ((platform.gateway.put, path(part, "open_text")),
+                         (platform.gateway.post, path(part, "idea", "ideas"))):
+        request = with_lone_surrogate({"value": "x \ud800 y"})
+        response = await send(target, content=request["content"], headers={**request["headers"], **device_auth})
+        assert unicode_errors(response) == [["body", "value"]]
+    keyed = with_lone_surrogate({"value": {"\udc00": "a"}})  # an object key is text too
+    response = await platform.gateway.put(path(part, "single_choice"), content=keyed["content"],
+                                          headers={**keyed["headers"], **device_auth})
+    assert unicode_errors(response) == [["body", "value"]]
+
+    # Nothing changed: no answer, the dialogue still unanswered, its questions still editable.
+    assert await answers_db.count() == before
+    assert (await platform.gateway.get("/v1/me/answers", headers=device_auth)).json()["answers"] == []
+    url = f"{base}/{dialogue['dialogue_id']}"
+    assert (await platform.dialogue.get(url, headers=auth)).json()["has_answers"] is False
+    edited = await platform.dialogue.patch(url, json={"questions": dialogue["questions"]}, headers=auth)
+    assert edited.status_code == 200, edited.text
+    # ... until a real answer freezes them.
+    answered = await platform.gateway.put(path(part, "open_text"), json={"value": "x y"}, headers=device_auth)
+    assert answered.status_code == 201, answered.text
+    frozen = await platform.dialogue.patch(url, json={"questions": dialogue["questions"]}, headers=auth)
+    assert frozen.status_code == 409 and frozen.json()["detail"]["code"] == "has_answers"
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"title": "\ud800", "questions": []}, ["body", "title"]),
+        ({"title": "t", "intro": "a \udfff b"}, ["body", "intro"]),
+        ({"title": "t", "questions": [{"kind": "open_text", "prompt": "why\ud83d?"}]},
+         ["body", "questions", 0, "prompt"]),
+        ({"title": "t", "questions": [{"kind": "single_choice", "prompt": "?", "choices": [
+            {"key": "a", "label": "A"}, {"key": "b", "label": "\udc00"}]}]},
+         ["body", "questions", 0, "choices", 1, "label"]),
+        ({"title": "t", "questions": [{"kind": "scale", "prompt": "?", "scale": {
+            "min": 1, "max": 5, "labels": {"1": "\ud800"}}}]},
+         ["body", "questions", 0, "scale", "labels", "1"]),
+    ],
+)
+async def test_a_lone_surrogate_in_any_text_of_a_dialogue_is_422_naming_the_field(platform, world, body, where):
+    mine = world["mine"]
+    auth = bearer(mine["tenant"]["api_key"])
+    before = (await platform.dialogue.get(mine["base"], headers=auth)).json()
+    request = with_lone_surrogate(body)
+    created = await platform.dialogue.post(mine["base"], content=request["content"],
+                                           headers={**request["headers"], **auth})
+    assert unicode_errors(created) == [where]
+    edited = await platform.dialogue.patch(f"{mine['base']}/{mine['dialogue']['dialogue_id']}",
+                                           content=request["content"], headers={**request["headers"], **auth})
+    assert unicode_errors(edited) == [where]
+    assert (await platform.dialogue.get(mine["base"], headers=auth)).json() == before
+
+
+@pytest.mark.parametrize("value", [0, 1_900_000_000, "1900000000", "2030-01-01", "2030-01-01T09:00:00"])
+async def test_a_number_or_a_zoneless_time_is_no_window_on_edit_either(platform, world, value):
+    mine = world["mine"]
+    auth = bearer(mine["tenant"]["api_key"])
+    url = f"{mine['base']}/{mine['dialogue']['dialogue_id']}"
+    before = (await platform.dialogue.get(url, headers=auth)).json()
+    for field in ("opens_at", "closes_at"):
+        response = await platform.dialogue.patch(url, json={field: value}, headers=auth)
+        assert response.status_code == 422, response.text
+        assert [e["loc"] for e in response.json()["detail"]] == [["body", field]]
+    assert (await platform.dialogue.get(url, headers=auth)).json() == before
+    fine = await platform.dialogue.patch(url, json={"closes_at": "2999-01-01T09:00:00+01:00"}, headers=auth)
+    assert fine.status_code == 200 and fine.json()["closes_at"] == "2999-01-01T08:00:00Z"
+
+
+@pytest.fixture(scope="module")
+async def gateway_over_http(platform) -> AsyncIterator[httpx.AsyncClient]:
+    """A second gateway replica that reaches dialogue over real HTTP, as in production:
+    an in-process transport would carry a header that HTTP itself cannot."""
+    async with served(platform.dialogue_app) as url:
+        settings = platform.gateway_app.state.wiring.settings.model_copy(update={"dialogue_url": url})
+        async with running(create_gateway(settings)) as client:
+            yield client
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"Idempotency-Key": b"abcdefgh\xff"},
+        {"Accept": "é".encode()},
+        {"Idempotency-Key": b"abcd\x01efgh"},
+        {"Accept": b"application/json\x7f"},
+    ],
+)
+async def test_a_malformed_forwarded_header_is_400_at_the_gateway_not_an_outage(
+    platform, world, answers_db, gateway_over_http, header
+):
+    mine = world["mine"]
+    before = await answers_db.count()
+    for gateway in (platform.gateway, gateway_over_http):
+        response = await gateway.put(path(mine, "open_text"), json={"value": "fine"},
+                                     headers={**bearer(mine["device"]["device_token"]), **header})
+        assert response.status_code == 400, response.text
+        assert response.json()["detail"]["code"] == "malformed_header"
+        assert "retry-after" not in response.headers
+    assert await answers_db.count() == before
+
+
+async def test_whitespace_around_a_forwarded_header_is_not_part_of_it(platform, gateway_over_http):
+    """RFC 9110 §5.5: a field value excludes leading and trailing whitespace. Sent on as
+    it came, h11 refused it and the gateway answered 503, so a client retried forever."""
+    tenant, dialogue, _ = await published_dialogue(platform, "whitespace")
+    (device,) = await enrol_devices(platform, tenant, 1)
+    key = "abcdefgh99"
+    idea = path({"dialogue": dialogue}, "idea", "ideas")
+    first = await gateway_over_http.post(idea, content=b'{"value": "a bench"}', headers={
+        **bearer(device["device_token"]), "Idempotency-Key": key + " ", "content-type": "application/json "})
+    assert first.status_code == 201, first.text
+    again = await gateway_over_http.post(idea, json={"value": "a bench"},
+                                         headers={**bearer(device["device_token"]), "Idempotency-Key": key})
+    assert again.status_code == 200 and again.json()["answer_id"] == first.json()["answer_id"]
+    mine = await platform.gateway.get("/v1/me/answers", headers=bearer(device["device_token"]))
+    assert [a["value"] for a in mine.json()["answers"]] == ["a bench"]

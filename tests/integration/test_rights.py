@@ -529,6 +529,35 @@ async def test_bad_participant_requests_are_refused_and_change_nothing(platform,
     assert (await platform.gateway.get("/v1/me", headers=bearer(device["device_token"]))).status_code == 200
 
 
+async def test_a_rectification_with_a_lone_surrogate_is_422_and_leaves_no_trace(platform):
+    """Valid JSON, no Unicode text: refused before the request begins, so no request, no
+    audit entry, and the answer as it was, whether the tenant or the participant asks."""
+    tenant, dialogue = await tenant_with_dialogue(platform)
+    (device,) = await enrol_devices(platform, tenant, 1)
+    text_answer, _ = await answer_both(platform, device, dialogue)
+    auth = bearer(tenant["api_key"])
+    audit_url = f"/v1/tenants/{tenant['tenant_id']}/audit"
+    trail_before = (await platform.rights.get(audit_url, headers=auth)).json()["entries"]
+    body = {"kind": "rectification", "answer_id": text_answer["answer_id"], "value": "x \ud800 y"}
+
+    for client, url, extra in (
+        (platform.rights, f"/v1/tenants/{tenant['tenant_id']}/rights-requests", {"participant_id":
+                                                                                 device["participant_id"]}),
+        (platform.gateway, "/v1/me/rights-requests", {}),
+    ):
+        response = await client.post(url, content=json.dumps({**body, **extra}).encode(), headers={
+            **(auth if client is platform.rights else bearer(device["device_token"])),
+            "content-type": "application/json"})
+        assert response.status_code == 422, response.text
+        assert [(e["type"], e["loc"]) for e in response.json()["detail"]] == [("string_unicode", ["body", "value"])]
+
+    assert await requests_of_tenant(platform, tenant) == 0
+    assert (await platform.rights.get(audit_url, headers=auth)).json()["entries"] == trail_before
+    mine = (await platform.gateway.get("/v1/me/answers", headers=bearer(device["device_token"]))).json()["answers"]
+    assert {a["value"] for a in mine} == {SECRET_TEXT, "north"}
+    assert all(a["version"] == 1 for a in mine)
+
+
 async def test_tenant_requests_for_unknown_or_foreign_participants_and_bad_credentials(platform):
     tenant, _ = await tenant_with_dialogue(platform)
     other, _ = await tenant_with_dialogue(platform)

@@ -23,6 +23,16 @@ def test_impossible_codes_normalise_to_none(typed):
     assert domain.normalise_code(typed) is None
 
 
+@pytest.mark.parametrize("typed", [
+    "K7MQ2X9R\u017fA",  # ſ (long s): str.upper() makes it S
+    "k7mq2x9r\ufb00",  # ﬀ: str.upper() makes it FF, and the length right
+    "K7MQ2X9RT\u0391",  # Greek capital alpha, an A to the eye
+    "K7MQ2X9RT\uff21",  # fullwidth A
+])
+def test_characters_outside_ascii_are_never_mapped_onto_the_alphabet(typed):
+    assert domain.normalise_code(typed) is None
+
+
 def test_display_groups_the_code_in_fives():
     assert domain.display_code("K7MQ2X9RTA") == "K7MQ2-X9RTA"
 

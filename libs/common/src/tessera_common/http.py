@@ -8,16 +8,25 @@ that the client did not send.
 
 from __future__ import annotations
 
+import email.message
+import json
+import re
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict
+from pydantic_core import PydanticCustomError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera_common.postgres import TRANSIENT_ERRORS as STORE_UNAVAILABLE
@@ -35,6 +44,28 @@ class StrictBody(BaseModel):
     a string that reaches a store filter."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+_ISO_8601_WITH_ZONE = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)")
+
+
+def _iso_8601_text(value: Any) -> Any:
+    # pydantic's own datetime parsing also takes 0, 1700000000 and "1700000000" as Unix
+    # times and "2030-01-01" as a midnight: a client's wrong type would silently become
+    # a date. Only the ISO-8601 text of a date-time with its zone gets through.
+    if isinstance(value, datetime):
+        return value  # built in code, not sent by a client
+    if not isinstance(value, str) or not _ISO_8601_WITH_ZONE.fullmatch(value):
+        raise PydanticCustomError(
+            "datetime_iso_8601",
+            "Input should be an ISO-8601 date-time with a time zone, e.g. 2030-01-31T09:00:00Z",
+        )
+    return value
+
+
+#: Every date-time a client sends, in a body or a query: ISO-8601 text with its zone.
+IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_8601_text)]
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
@@ -90,6 +121,110 @@ class BodySizeLimit:
         await response({"type": "http"}, _empty_receive, send)
 
 
+class JsonBodyCheck:
+    """Read every JSON body once before any route does, and refuse what no route could
+    take: a body that does not parse is 400 ``malformed_json`` in the error shape of
+    every other error (FastAPI would answer 422 with a list, or a bare 400 string for
+    bytes that are not UTF-8); text that is not Unicode is 422 ``string_unicode``. A
+    lone UTF-16 surrogate (``"\\ud800"``) is valid JSON but no text: it would fail deep
+    inside (encryption, the store, an event) after the request had begun. One check here
+    covers every text field of every route, free-form values (``JsonValue``) and object
+    keys included.
+
+    Runs inside :class:`BodySizeLimit`, so the body it reads is already bounded."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        buffered: list[Message] = []
+        body = b""
+        while True:
+            message = await receive()
+            buffered.append(message)
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        refusal = _json_body_refusal(body) if body else None
+        if refusal is not None:
+            await refusal({"type": "http"}, _empty_receive, send)
+            return
+
+        async def replay() -> Message:
+            return buffered.pop(0) if buffered else await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _is_json(scope: Scope) -> bool:
+    """The bodies FastAPI parses as JSON: ``application/json`` or ``application/*+json``."""
+    declared = dict(scope.get("headers") or []).get(b"content-type")
+    if not declared:
+        return False
+    message = email.message.Message()
+    message["content-type"] = declared.decode("latin-1")
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def _json_body_refusal(body: bytes) -> JSONResponse | None:
+    try:
+        document = json.loads(body)
+    except json.JSONDecodeError as error:  # says where, never what
+        reason = f"{error.msg} at line {error.lineno}, column {error.colno}"
+    except UnicodeDecodeError:
+        reason = "it is not UTF-8"
+    except RecursionError:
+        reason = "it is nested too deeply"
+    else:
+        errors = _unencodable_text_errors(document)
+        if not errors:
+            return None
+        return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    return JSONResponse({"detail": {"code": "malformed_json", "message": f"the body is not valid JSON: {reason}"}},
+                        status_code=status.HTTP_400_BAD_REQUEST)
+
+
+#: At most this many unencodable places are named in one answer.
+_MAX_TEXT_ERRORS = 10
+
+
+def _unencodable_text_errors(document: Any) -> list[dict[str, Any]]:
+    """FastAPI-shaped 422 errors, one per place where the body's text is not Unicode;
+    the offending text itself is never echoed (nor an offending object key)."""
+    errors: list[dict[str, Any]] = []
+    pending: list[tuple[Any, list[str | int]]] = [(document, [])]  # a stack, not recursion: nesting is the client's
+    while pending and len(errors) < _MAX_TEXT_ERRORS:
+        value, loc = pending.pop()
+        if isinstance(value, str):
+            if not _encodable(value):
+                errors.append({"type": "string_unicode", "loc": ["body", *loc],
+                               "msg": "Input should be Unicode text: it holds a lone surrogate (\\ud800-\\udfff)"})
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if _encodable(key):
+                    pending.append((item, [*loc, key]))
+                else:
+                    errors.append({"type": "string_unicode", "loc": ["body", *loc],
+                                   "msg": "Object keys should be Unicode text: one holds a lone surrogate"})
+        elif isinstance(value, list):
+            pending.extend((item, [*loc, index]) for index, item in enumerate(value))
+    return errors
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 async def _empty_receive() -> Message:
     return {"type": "http.disconnect"}
 
@@ -136,9 +271,47 @@ async def _dependency_unavailable(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """Every HTTP error in the one shape, the router's own too (404 for an unknown path,
+    405 for a known path with another method: FastAPI answers those with a bare string).
+    A 405's ``Allow`` names every method the path takes: the router names only those of
+    the first route whose path matched, though a path such as ``/v1/me/answers/{id}``
+    is two routes (PUT and DELETE)."""
+    headers = dict(exc.headers or {})
+    if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        allowed = _methods_for(request.app, request.url.path)
+        if allowed:
+            headers["Allow"] = ", ".join(sorted(allowed))
+    if exc.status_code in (status.HTTP_204_NO_CONTENT, status.HTTP_304_NOT_MODIFIED):
+        return Response(status_code=exc.status_code, headers=headers)
+    detail = exc.detail
+    if not isinstance(detail, dict):
+        detail = {"code": _ERROR_CODES.get(exc.status_code, "http_error"), "message": str(detail)}
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
+
+
+_ERROR_CODES = {
+    status.HTTP_400_BAD_REQUEST: "bad_request",
+    status.HTTP_404_NOT_FOUND: "not_found",
+    status.HTTP_405_METHOD_NOT_ALLOWED: "method_not_allowed",
+}
+
+
+def _methods_for(app: FastAPI, path: str) -> set[str]:
+    """The methods of every route whose path template matches ``path``."""
+    routes = getattr(app.state, "route_methods", None)
+    if routes is None:  # built once per app, on its first 405
+        routes = [(compile_path(context.path)[0], set(context.methods or ()))
+                  for context in iter_route_contexts(app.routes) if context.path]
+        app.state.route_methods = routes
+    return {method for regex, methods in routes if regex.fullmatch(path) for method in methods}
+
+
 def install_common(app: FastAPI, max_body_bytes: int, checks: dict[str, ReadinessCheck]) -> None:
+    app.add_middleware(JsonBodyCheck)  # inner: reads a body the size limit already bounded
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     for error in STORE_UNAVAILABLE:
         app.add_exception_handler(error, _dependency_unavailable)
     app.add_exception_handler(KafkaError, _dependency_unavailable)

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 from opentelemetry import metrics
-from pydantic import AwareDatetime, BaseModel, Field, JsonValue, StrictInt, StringConstraints
+from pydantic import BaseModel, Field, JsonValue, StrictInt, StringConstraints
 
 from tessera_common.crypto import seal_text
 from tessera_common.datakeys import DataKeyClient, KeyServiceUnavailable, ParticipantErased
@@ -37,6 +37,7 @@ from tessera_common.events import (
     Topics,
 )
 from tessera_common.http import (
+    IsoDatetime,
     BearerCredentials,
     StrictBody,
     TenantIdPath,
@@ -132,16 +133,16 @@ class QuestionIn(StrictBody):
 class DialogueIn(StrictBody):
     title: Text
     intro: Annotated[str, StringConstraints(max_length=5000)] = ""
-    opens_at: AwareDatetime | None = None
-    closes_at: AwareDatetime | None = None
+    opens_at: IsoDatetime | None = None
+    closes_at: IsoDatetime | None = None
     questions: list[QuestionIn] = Field(default_factory=list, max_length=100)
 
 
 class DialoguePatch(StrictBody):
     title: Text | None = None
     intro: Annotated[str, StringConstraints(max_length=5000)] | None = None
-    opens_at: AwareDatetime | None = None
-    closes_at: AwareDatetime | None = None
+    opens_at: IsoDatetime | None = None
+    closes_at: IsoDatetime | None = None
     questions: list[QuestionIn] | None = Field(default=None, max_length=100)
 
 
@@ -950,7 +951,7 @@ def build_internal_router(store: DialogueStore, answers: Answers, internal_token
 
     @router.get("/tenants/{tenant_id}/retention/closed-dialogues")
     async def closed_dialogues(
-        tenant_id: TenantIdPath, closed_before: Annotated[AwareDatetime, Query(description="with a time zone")],
+        tenant_id: TenantIdPath, closed_before: Annotated[IsoDatetime, Query(description="with a time zone")],
     ) -> ClosedDialogueList:
         found = await store.closed_dialogues(tenant_id, closed_before)
         return ClosedDialogueList(dialogues=[ClosedDialogueOut(**d) for d in found])

@@ -13,7 +13,7 @@ from limits import parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from opentelemetry import metrics, propagate
-from pydantic import AwareDatetime, BaseModel, Field, StrictInt, StringConstraints
+from pydantic import BaseModel, Field, StrictInt, StringConstraints
 
 from tessera_common.events import (
     DeviceEnrolled,
@@ -24,6 +24,7 @@ from tessera_common.events import (
     TenantRegisteredData,
 )
 from tessera_common.http import (
+    IsoDatetime,
     UNAUTHORISED_HEADERS,
     StrictBody,
     TenantIdPath,
@@ -67,7 +68,7 @@ class TenantOut(BaseModel):
 
 
 class CodeIn(StrictBody):
-    expires_at: AwareDatetime | None = Field(default=None, description="with a time zone, e.g. ...Z")
+    expires_at: IsoDatetime | None = Field(default=None, description="with a time zone, e.g. ...Z")
     max_enrolments: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
 
 
@@ -177,6 +178,28 @@ FORWARDED: dict[str, list[tuple[str, str]]] = {
 PASSED_REQUEST_HEADERS = ("content-type", "accept", "idempotency-key")
 PASSED_RESPONSE_HEADERS = ("content-type", "retry-after")
 SAFE_PATH_PARAM = r"^[A-Za-z0-9_-]{1,64}$"
+#: A header value as HTTP allows it (RFC 9110 §5.5): visible ASCII, spaces and tabs
+#: only between its words. Obsolete non-ASCII bytes (which Starlette reads as Latin-1)
+#: and control characters cannot be sent on.
+_HEADER_VALUE = re.compile(r"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*")
+
+
+def forwarded_headers(request: Request) -> dict[str, str]:
+    """The client's headers the gateway passes on, or 400 ``malformed_header`` naming
+    the first one that HTTP cannot carry (never its value). Whitespace around a value
+    is not part of it (RFC 9110 §5.5), so it is dropped rather than refused."""
+    headers = {}
+    for name in PASSED_REQUEST_HEADERS:
+        values = [value.strip(" \t") for value in request.headers.getlist(name)]
+        if not values:
+            continue
+        if any(value and not _HEADER_VALUE.fullmatch(value) for value in values):
+            raise problem(400, "malformed_header",
+                          f"the {name} header must be visible ASCII (no control characters)")
+        if len(values) > 1 and name != "accept":  # Accept alone may be split over several lines
+            raise problem(400, "malformed_header", f"the {name} header must be sent once")
+        headers[name] = ", ".join(values)
+    return headers
 ParticipantIdPath = Annotated[str, Path(pattern=SAFE_PATH_PARAM, description="the participant's ID")]
 
 
@@ -336,14 +359,23 @@ def build_router(
                 raise problem(503, "gateway_not_configured", "the gateway has no signing key for assertions")
             participant = Participant(participant_id=device["_id"], tenant_id=device["tenant_id"],
                                       platform=device.get("platform"), form_factor=device.get("form_factor"))
-            headers = {name: request.headers[name] for name in PASSED_REQUEST_HEADERS if name in request.headers}
+            headers = forwarded_headers(request)
             headers[ASSERTION_HEADER] = sign_assertion(signing_key, participant, downstream.audience)
             propagate.inject(headers)  # the downstream service joins this request's trace
             try:
-                upstream = await downstream.client.request(
+                outgoing = downstream.client.build_request(
                     request.method, request.url.path, params=request.query_params,
                     content=await request.body(), headers=headers,
                 )
+            except (ValueError, httpx.InvalidURL):  # UnicodeEncodeError included
+                raise problem(400, "malformed_request", "this request cannot be forwarded as sent") from None
+            try:
+                upstream = await downstream.client.send(outgoing)
+            except httpx.LocalProtocolError:
+                # HTTP itself refused what the client sent (the downstream was not reached):
+                # the client's error, not an outage to retry.
+                log.info("request_not_forwardable", audience=downstream.audience)
+                raise problem(400, "malformed_request", "this request cannot be forwarded as sent") from None
             except httpx.HTTPError as exc:
                 log.warning("downstream_unavailable", audience=downstream.audience, error=type(exc).__name__)
                 raise problem(503, "temporarily_unavailable", "a backing service is unavailable; retry shortly",
@@ -402,7 +434,7 @@ def build_internal_router(store: EnrolmentStore, internal_token: str) -> APIRout
     @router.get("/tenants/{tenant_id}/retention/idle-participants")
     async def idle_participants(
         tenant_id: TenantIdPath,
-        idle_since: Annotated[AwareDatetime, Query(description="devices not used since this time")],
+        idle_since: Annotated[IsoDatetime, Query(description="devices not used since this time")],
         limit: Annotated[int, Query(ge=1, le=1000)] = 500,
     ) -> dict[str, list[str]]:
         """For the tenant's retention rule: participants whose device was last used

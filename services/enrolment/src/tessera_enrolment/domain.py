@@ -42,9 +42,15 @@ def display_code(code: str) -> str:
 def normalise_code(typed: str) -> str | None:
     """What a person typed → canonical code, or None if it cannot be a code.
 
-    Case-insensitive; spaces and hyphens are ignored. Look-alikes are *not* mapped
-    (O→0 etc.): the alphabet has no ambiguous symbols, so a look-alike is a typo."""
-    cleaned = typed.replace("-", "").replace(" ", "").upper()
+    Case-insensitive for ASCII letters only; spaces and hyphens are ignored. Look-alikes
+    are *not* mapped (O→0 etc.): the alphabet has no ambiguous symbols, so a look-alike
+    is a typo. Nor is anything outside ASCII: ``str.upper()`` would make ``ſ`` (long s)
+    an ``S`` and ``ﬀ`` an ``FF``, matching a code that was never typed; such a code is
+    as unknown as any other typo."""
+    cleaned = typed.replace("-", "").replace(" ", "")
+    if not cleaned.isascii():
+        return None
+    cleaned = cleaned.upper()
     if len(cleaned) != CODE_LENGTH or any(ch not in CODE_ALPHABET for ch in cleaned):
         return None
     return cleaned
