@@ -26,23 +26,55 @@ checksummed identifier is stronger evidence than a shape):
     hyphenated form counts anywhere, the unhyphenated one only within 40 characters
     after a context word (``cpr``, ``personnummer``, ``person-nr``).
 ``email``
-    An e-mail address.
+    An e-mail address, also obfuscated: ``info(at)example.nl``, ``sarah[at]example[dot]org``,
+    ``lars.p snabel-a gmail punktum com``; with a plain " at " (``tom dot baker at outlook
+    dot com``) only with a mail provider's domain, a dotted local part, or a word about
+    mail just before, since "the petition at change dot org" is prose.
+``social_handle``
+    ``@name`` on its own (not in an address, not ``@ the hall`` or ``@5pm``), or a profile
+    link on a social network (``instagram.com/...``, ``linkedin.com/in/...``), not a
+    group, event or search page. Hashtags are not handles.
+``ip_address``
+    IPv4 (every part at most 255, not after a version word: ``versie 2.4.1.9``) or IPv6
+    (validated by :mod:`ipaddress`, at least three groups).
+``date_of_birth``
+    A full date with a year (``14 maart 1962``, ``4. juni 1958``, ``12/07/1992``,
+    ``1964-11-30``, ``March 3, 1985``) that is real and past, within a few words after a
+    birth word (``geboren``, ``geb.``, ``geboortedatum``, ``født``, ``fødselsdato``,
+    ``born``, ``date of birth``, ``DOB``) or just before ``geboren``/``født``/``born``;
+    after ``birthday``/``verjaardag``/``fødselsdag`` only when the year is ten or more
+    years ago (a recent one is a party). A year alone ("born in 1947") is not a date.
 ``phone``
     A number that phonenumbers (leniency VALID) accepts for the Netherlands, Belgium or
     Denmark, or in international form (+.. / 00..) for any country. Danish numbers are
     any valid 8 digits, so dates and year ranges (``21-10-2012``, ``2019-2023``) that
     phonenumbers would otherwise accept are dropped.
+``licence_plate``
+    Dutch sidecodes 1-14 (``GX-84-LN``, ``12-ABC-3``, ``VZ-123-B``), Belgian ``1-ABC-234``,
+    UK ``AB12 CDE`` and Danish ``AB 12 345`` anywhere; the compact Danish ``XY12345``,
+    the old Belgian ``ABC-123`` and a compact UK plate only after a word for a plate
+    (``kenteken``, ``nummerplade``, ``registreringsnummer``, ``plate``...). Upper case only.
 ``street_address``
     A street name with a house number: Dutch, Flemish and Danish compounds
     (``Kerkstraat 12``, ``Nørregade 7``, ``Vesterbrogade 3, 2. tv``), separate street
     words (``Frederiksberg Allé 14``, ``Grote Markt 7``), street word first
     (``Laan van Meerdervoort 100``, ``Steenweg op Gent 12``), French-Belgian
-    (``Rue de la Loi 16``) and English (``221B Baker Street``).
+    (``Rue de la Loi 16``) and English (``221B Baker Street``); the number first
+    (``nummer 14 aan de Beukenlaan``, ``number 8 on Mill Lane``), a bare street word
+    after "op/aan/på/on/at" (``på Torvet 1``), lower-case English street words after
+    "at/on/in" (``at 12 high street``) and ``rue de la loi 16``.
 ``postcode``
     A Dutch postcode (``1234 AB``, ``1234AB``; validated by python-stdnum), or a
     Danish/Belgian four-digit postcode followed by a capitalised place name
     (``2100 København Ø``, ``1000 Brussel``). A bare four-digit number is never a
     postcode: it is far more often a count, a price or a year.
+``person_name``
+    A person's name, the participant's or anyone else's, found by
+    :mod:`tessera_common.screening_names` (whose docstring has the rules): after an
+    introducing word (``buurman``, ``mevrouw``, ``nabo``, ``søn``, ``fru``, ``manager``,
+    ``Dr.``...), a known given name with a surname (``Sophie de Vries``), or a known given
+    name alone in mid-sentence; never a street, school, church, shop or institution
+    named after a person. Last in precedence: "Pieter Calandlaan 12" is an address.
 
 Precision over recall for shapes, recall over precision for checksums: a checksummed
 identifier is flagged wherever it appears (a false alarm costs the participant a
@@ -50,16 +82,23 @@ warning), while shape-only kinds (addresses, Danish postcodes, unhyphenated CPR)
 extra evidence, because a warning on "we need 12 more benches" teaches people to ignore
 warnings. Known misses:
 
-- an address with the number before the street (``nummer 14 aan de Beukenlaan``,
-  ``number 8 on Mill Lane``), a bare street word (``Torvet 1``), lower-case French or
-  English street words (``rue de la loi 16``, ``12 high street``);
+- a name with no introducing word whose given name is not in the lists, is ambiguous
+  (``Bill Gates``, ``Rosa Parks``, ``May``, ``Mark``), starts a sentence on its own
+  (``Jan komt morgen``) or is typed in lower case (``mijn buurman henk``); a name only in
+  a genitive (``Daan's fiets``);
+- a birth year without a full date (``born in 1947``), a birthday without a year;
+- lower-case or foreign plates (``12-abc-3``, German ``B-AB 123``);
+- an e-mail obfuscated with a plain " at " and no other sign (``jan at example dot nl``
+  is found only after a word like "mail");
+- a bare street word without "op/aan/på/on/at" before it (``Torvet 1 er larmende``),
+  a lower-case English street with the number first but no "at/on/in" before it;
 - a Danish/Belgian postcode after "in/since/i/fra..." when the number is also a
   plausible year (``i 2000 Frederiksberg``), or before a lower-case place name;
-- a national-form (not +..) phone number of another country (a UK ``(020) 7946 0440``);
-- obfuscated e-mail (``jan at example dot nl``).
+- a national-form (not +..) phone number of another country (a UK ``(020) 7946 0440``).
 
 Known false alarms: a four-digit number before a capitalised word that is not a place
-(``1500 Utrechters``).
+(``1500 Utrechters``); a famous or fictional person's name used for a thing (``The
+Harry Potter shop``); a private IP address (``192.168.0.1``) is reported like any other.
 """
 
 from __future__ import annotations
