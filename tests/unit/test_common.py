@@ -6,6 +6,7 @@ from pydantic import ValidationError
 
 from tessera_common import identity
 from tessera_common.events import DeviceEnrolled, Topics
+from tessera_common.http import StrictBody, whole_number
 from tessera_common.logs import REDACTED, redact_sensitive
 from tessera_common.netaddr import truncate_ip
 from tessera_common.secrets import erased_marker, new_split_secret, secret_hash, split_secret_selector
@@ -154,3 +155,26 @@ def test_a_downstream_route_admits_only_a_valid_assertion_for_itself():
     assert client.get("/whoami").status_code == 401
     assert client.get("/whoami", headers={identity.ASSERTION_HEADER: for_rights}).status_code == 401
     assert client.get("/whoami", headers={identity.ASSERTION_HEADER: good + "x"}).status_code == 401
+
+
+class _Count(StrictBody):
+    count: whole_number(-10, 10)
+    optional: whole_number(1, 10) | None = None
+
+
+@pytest.mark.parametrize("sent", [5, 5.0, -3.0])
+def test_a_whole_number_is_taken_as_json_writes_it(sent):
+    # JSON Schema's "integer", which the OpenAPI documents state, takes 5.0: so does the service.
+    assert _Count.model_validate_json(json.dumps({"count": sent})).count == int(sent)
+
+
+@pytest.mark.parametrize("sent", ["5", True, 5.5, None, [5], {"$gt": 0}, 11, 11.0])
+def test_anything_but_a_whole_json_number_in_range_is_refused(sent):
+    with pytest.raises(ValidationError):
+        _Count.model_validate_json(json.dumps({"count": sent}))
+
+
+def test_a_whole_number_is_documented_as_an_integer_with_its_bounds():
+    properties = _Count.model_json_schema()["properties"]
+    assert properties["count"] == {"title": "Count", "type": "integer", "minimum": -10, "maximum": 10}
+    assert properties["optional"]["anyOf"][0] == {"type": "integer", "minimum": 1, "maximum": 10}

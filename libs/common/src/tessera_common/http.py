@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -22,13 +22,14 @@ from fastapi.routing import iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, Strict, WithJsonSchema
 from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tessera_common.identity import ASSERTION_HEADER
 from tessera_common.postgres import TRANSIENT_ERRORS as STORE_UNAVAILABLE
 from tessera_common.secrets import constant_time_equals, secret_hash, split_secret_selector
 
@@ -40,7 +41,7 @@ TenantIdPath = Annotated[str, Path(pattern=r"^t_[A-Za-z0-9_-]{8,40}$", descripti
 
 class StrictBody(BaseModel):
     """Base of every request body: unknown fields are refused, and no field is coerced
-    (fields use ``StrictInt``/``str``), so ``"5"`` is not 5 and ``{"$gt": ""}`` is never
+    (fields use :func:`whole_number`/``str``), so ``"5"`` is not 5 and ``{"$gt": ""}`` is never
     a string that reaches a store filter."""
 
     model_config = ConfigDict(extra="forbid")
@@ -67,11 +68,89 @@ def _iso_8601_text(value: Any) -> Any:
 #: Every date-time a client sends, in a body or a query: ISO-8601 text with its zone.
 IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_8601_text)]
 
+
+def _json_whole_number(value: Any) -> Any:
+    # JSON has one number type: 5 and 5.0 are the same number, and JSON Schema's
+    # "integer" (what the OpenAPI documents say) takes both. Python reads 5.0 as a float,
+    # which StrictInt would refuse; only a float that is whole becomes an int. "5", true
+    # and 5.5 still fail StrictInt.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def whole_number(minimum: int, maximum: int) -> Any:
+    """A whole number from ``minimum`` to ``maximum`` in a body: a JSON number without a
+    fraction (5 or 5.0), never "5" or true. Its schema is stated outright: pydantic
+    documents bounds beside a validator as ``ge``/``le``, which JSON Schema does not know,
+    so a client would read the field as unbounded."""
+    return Annotated[int, Strict(), Field(ge=minimum, le=maximum), BeforeValidator(_json_whole_number),
+                     WithJsonSchema({"type": "integer", "minimum": minimum, "maximum": maximum})]
+
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
 
 def problem(status_code: int, code: str, message: str, headers: dict[str, str] | None = None) -> HTTPException:
     return HTTPException(status_code=status_code, detail={"code": code, "message": message}, headers=headers)
+
+
+# --- the error shapes, as the OpenAPI documents state them ---------------------------
+
+
+class ProblemDetail(BaseModel):
+    """What went wrong: a stable ``code`` to act on and a ``message`` for a developer.
+    Some codes carry more (``personal_data`` its ``findings``)."""
+
+    model_config = ConfigDict(extra="allow")
+    code: str
+    message: str
+
+
+class Problem(BaseModel):
+    """Every error but a 422 that names fields."""
+
+    detail: ProblemDetail
+
+
+class FieldError(BaseModel):
+    """One field that is wrong: where (``loc``), why (``type``, ``msg``); never its value."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+
+
+class FieldProblem(BaseModel):
+    """422 naming each wrong field (FastAPI's validation list, without the values)."""
+
+    detail: list[FieldError]
+
+
+#: What each error status means wherever it is documented; a route adds its own reasons.
+ERROR_DESCRIPTIONS = {
+    400: "the body is not JSON (`malformed_json`)",
+    401: "missing or invalid credentials",
+    403: "the credentials are valid but not for this tenant (`wrong_tenant`)",
+    404: "nothing of this ID here for the caller",
+    409: "the request conflicts with the current state",
+    410: "the participant was erased",
+    413: "the body is larger than the service takes (`body_too_large`)",
+    422: "a field is wrong (a list naming each field), or a rule the schema cannot state is broken "
+         "(a `code`)",
+    429: "too many attempts: wait `Retry-After` seconds",
+    503: "a backing service is unavailable (`temporarily_unavailable`): retry after `Retry-After` seconds",
+}
+
+
+def errors(*statuses: int, **reasons: str) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route for the error statuses it can answer, each in the one
+    error shape (422 in both of its shapes). ``reasons`` (``e404="no such dialogue"``)
+    replace a status's general description with the route's own."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for code in statuses:
+        description = reasons.get(f"e{code}", ERROR_DESCRIPTIONS.get(code, "an error"))
+        documented[code] = {"model": Problem, "description": description}  # 422: see document_errors
+    return documented
 
 
 class BodySizeLimit:
@@ -236,6 +315,11 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, bool] = Field(description="each dependency (broker, store): answering now or not")
+
+
 def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
     router = APIRouter(tags=["health"])
 
@@ -244,7 +328,8 @@ def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
         """Alive: the process answers. Says nothing about its dependencies."""
         return {"status": "ok"}
 
-    @router.get("/readyz")
+    @router.get("/readyz", response_model=Readiness,
+                responses={503: {"model": Readiness, "description": "a dependency does not answer now"}})
     async def readyz() -> JSONResponse:
         """Ready: every dependency this service needs (broker, store) answers now."""
         results = {name: await check() for name, check in checks.items()}
@@ -305,6 +390,76 @@ def _methods_for(app: FastAPI, path: str) -> set[str]:
                   for context in iter_route_contexts(app.routes) if context.path]
         app.state.route_methods = routes
     return {method for regex, methods in routes if regex.fullmatch(path) for method in methods}
+
+
+def document_errors(app: FastAPI) -> None:
+    """Serve ``app``'s OpenAPI document with the errors the shared machinery answers on
+    each operation, so no service repeats them and none forgets one. Read from the
+    operation as documented, so it holds for every route of every service:
+
+    - a request body: 400 ``malformed_json`` and 413 ``body_too_large``
+      (:class:`JsonBodyCheck`, :class:`BodySizeLimit`), and 422;
+    - a path or query parameter, or a header with a pattern: 422 (in both its shapes,
+      replacing FastAPI's own validation schema, which is not what the client gets);
+    - a bearer credential: 401; on a tenant's own routes (``/v1/tenants/{tenant_id}…``)
+      also 403 ``wrong_tenant``; the gateway's participant assertion: 401;
+    - every operation but health and public ones: 503 ``temporarily_unavailable``, as the
+      store or the broker may fail under any of them.
+
+    What only a route knows (404, 409, 410, 429) it declares itself with :func:`errors`."""
+    from fastapi.openapi.utils import get_openapi
+    from pydantic.json_schema import models_json_schema
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = get_openapi(title=app.title, version=app.version, description=app.description,
+                               routes=app.routes)
+        _, shapes = models_json_schema([(Problem, "serialization"), (FieldProblem, "serialization")],
+                                       ref_template="#/components/schemas/{model}")
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        schemas.update(shapes["$defs"])
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        for path, operations in document.get("paths", {}).items():
+            for operation in operations.values():
+                _document_operation_errors(path, operation)
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_422_SCHEMA = {"anyOf": [_PROBLEM_REF, {"$ref": "#/components/schemas/FieldProblem"}]}
+
+
+def _document_operation_errors(path: str, operation: dict[str, Any]) -> None:
+    parameters = operation.get("parameters", [])
+    statuses: list[int] = []
+    if "requestBody" in operation:
+        statuses += [400, 413, 422]
+    elif any(p["in"] in ("path", "query") or "pattern" in json.dumps(p.get("schema", {})) for p in parameters):
+        statuses.append(422)
+    secured = any("HTTPBearer" in requirement for requirement in operation.get("security", []))
+    if secured or any(p["in"] == "header" and p["name"] == ASSERTION_HEADER for p in parameters):
+        statuses.append(401)
+        if secured and path.startswith("/v1/tenants/{tenant_id}"):
+            statuses.append(403)
+    if not {"health", "public"} & set(operation.get("tags", [])):
+        statuses.append(503)
+    responses = operation["responses"]
+    for code in statuses:
+        responses.setdefault(str(code), {"description": ERROR_DESCRIPTIONS[code]})
+    for code, response in responses.items():
+        if code.startswith(("4", "5")) and code != "422":
+            response.setdefault("content", {"application/json": {"schema": _PROBLEM_REF}})
+    if "422" in responses:
+        described = responses["422"].get("description")
+        responses["422"] = {"description": described if described not in (None, "Validation Error")
+                            else ERROR_DESCRIPTIONS[422],
+                            "content": {"application/json": {"schema": _422_SCHEMA}}}
+    operation["responses"] = dict(sorted(responses.items()))
 
 
 def install_common(app: FastAPI, max_body_bytes: int, checks: dict[str, ReadinessCheck]) -> None:

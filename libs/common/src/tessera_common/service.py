@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tessera_common.broker import ensure_topics, make_broker
 from tessera_common.consume import Consumer
-from tessera_common.http import install_common
+from tessera_common.http import document_errors, install_common
 from tessera_common.logs import configure_logging, get_logger
 from tessera_common.outbox import OutboxRelay
 from tessera_common.postgres import Database
@@ -110,6 +110,7 @@ def service_app(
     install_common(app, settings.max_body_bytes, {"broker": broker_ready, "store": store_ready})
     for router in routers:
         app.include_router(router)
+    document_errors(app)
     wiring.telemetry.instrument_app(app)
     return app
 

@@ -12,6 +12,7 @@ from tessera_common.http import (
     BearerCredentials,
     TenantIdPath,
     authorise_tenant,
+    errors,
     internal_caller,
     problem,
     require_bearer,
@@ -159,7 +160,7 @@ def build_router(store: AnalyticsStore) -> APIRouter:
         await authorise_tenant(require_bearer(credentials), tenant_id, store.api_key_hash)
         return tenant_id
 
-    @router.get("/v1/tenants/{tenant_id}/stats/devices")
+    @router.get("/v1/tenants/{tenant_id}/stats/devices", responses=errors(404))
     async def device_stats(tenant_id: Annotated[str, Depends(tenant_key)]) -> DeviceStatsOut:
         k = await store.min_group_size(tenant_id)
         if k is None:  # authorised a moment ago, so only a race with erasure of the tenant
@@ -186,7 +187,7 @@ def build_router(store: AnalyticsStore) -> APIRouter:
         return DialoguesOut(tenant_id=tenant_id, dialogues=[
             DialogueSummaryOut(dialogue_id=d["_id"], title=d["title"], status=d["status"]) for d in found])
 
-    @router.get("/v1/tenants/{tenant_id}/dialogues/{dialogue_id}/figures")
+    @router.get("/v1/tenants/{tenant_id}/dialogues/{dialogue_id}/figures", responses=errors(404))
     async def dialogue_figures(tenant_id: Annotated[str, Depends(tenant_key)],
                                dialogue_id: DialogueIdPath) -> DialogueFiguresOut:
         """Per question: respondents, answers, choices, scale, days, device types; every
@@ -205,7 +206,7 @@ def build_router(store: AnalyticsStore) -> APIRouter:
                         for q in questions for figure, cell in q.suppressed()],
         )
 
-    @router.get("/v1/tenants/{tenant_id}/analyses/cross-tab")
+    @router.get("/v1/tenants/{tenant_id}/analyses/cross-tab", responses=errors(404))
     async def cross_tab(
         tenant_id: Annotated[str, Depends(tenant_key)],
         row_question_id: Annotated[str, Query(pattern=SAFE_ID, description="a single-choice or scale question")],
@@ -243,7 +244,7 @@ def build_router(store: AnalyticsStore) -> APIRouter:
                         for figure, key, cell in hidden if cell.suppressed],
         )
 
-    @router.get("/v1/tenants/{tenant_id}/analyses/retention")
+    @router.get("/v1/tenants/{tenant_id}/analyses/retention", responses=errors(404))
     async def retention(
         tenant_id: Annotated[str, Depends(tenant_key)],
         dialogue_id: Annotated[list[str] | None, Query(description="2 to 20 of the tenant's dialogues; "

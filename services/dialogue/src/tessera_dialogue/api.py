@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 from opentelemetry import metrics
-from pydantic import BaseModel, Field, JsonValue, StrictInt, StringConstraints
+from pydantic import BaseModel, Field, JsonValue, StringConstraints
 
 from tessera_common.crypto import seal_text
 from tessera_common.datakeys import DataKeyClient, KeyServiceUnavailable, ParticipantErased
@@ -40,8 +40,10 @@ from tessera_common.http import (
     IsoDatetime,
     BearerCredentials,
     StrictBody,
+    whole_number,
     TenantIdPath,
     authorise_tenant,
+    errors,
     internal_caller,
     problem,
     require_bearer,
@@ -67,6 +69,14 @@ IdempotencyKey = Annotated[
     Header(alias="Idempotency-Key", pattern=r"^[A-Za-z0-9_.:-]{8,100}$",
            description="repeat a request with the same key and it changes nothing"),
 ]
+
+NO_DIALOGUE = errors(404, e404="no such dialogue here (`dialogue_not_found`); another tenant's alike")
+DIALOGUE_CHANGE = errors(404, 409, e409="a move or change the dialogue's state does not allow (`bad_transition`, "
+                                       "`has_answers`, `archived`, `no_questions`, `concurrent_change`)")
+ANSWER_WRITE = errors(404, 409, 410, e404="no such dialogue, question or answer of this participant",
+                      e409="the dialogue does not take answers now, the key was used for another value, too many "
+                           "ideas, or a concurrent change", e410="the participant was erased")
+ANSWER_WITHDRAWAL = errors(404, 409, e409="the dialogue does not take answers now, or a concurrent change")
 
 #: Which refusals are a conflict with the current state (409) rather than bad input (422).
 CONFLICTS = {
@@ -115,8 +125,8 @@ class ChoiceIn(StrictBody):
 
 
 class ScaleIn(StrictBody):
-    min: StrictInt = Field(ge=-100, le=100)
-    max: StrictInt = Field(ge=-100, le=100)
+    min: whole_number(-100, 100)
+    max: whole_number(-100, 100)
     labels: dict[Annotated[str, StringConstraints(pattern=r"^-?[0-9]{1,3}$")], Text] = Field(
         default_factory=dict, description="point of the scale → label, e.g. {\"1\": \"not at all\"}"
     )
@@ -186,7 +196,7 @@ class DialogueList(BaseModel):
 
 
 class SettingsIn(StrictBody):
-    min_group_size: StrictInt | None = Field(default=None, ge=domain.MIN_GROUP_SIZE_FLOOR, le=1000)
+    min_group_size: whole_number(domain.MIN_GROUP_SIZE_FLOOR, 1000) | None = None
     pii_policy: PiiPolicy | None = None
 
 
@@ -687,7 +697,7 @@ def build_router(store: DialogueStore, answers: Answers, gateway_public_key: str
             revision=tenant.get("revision", 0),
         )
 
-    @router.put("/v1/tenants/{tenant_id}/settings", tags=["tenant"])
+    @router.put("/v1/tenants/{tenant_id}/settings", tags=["tenant"], responses=errors(409))
     async def put_settings(tenant_id: AuthorisedTenant, body: SettingsIn) -> SettingsOut:
         """Minimum group size k (never below 3) and the personal-data policy.
         Published as ``tenant-settings-changed`` so analytics applies the same k."""
@@ -735,11 +745,11 @@ def build_router(store: DialogueStore, answers: Answers, gateway_public_key: str
         found = await store.list_dialogues(tenant_id, list(statuses), limit, offset)
         return DialogueList(dialogues=[dialogue_out(d) for d in found], limit=limit, offset=offset)
 
-    @router.get("/v1/tenants/{tenant_id}/dialogues/{dialogue_id}", tags=["tenant"])
+    @router.get("/v1/tenants/{tenant_id}/dialogues/{dialogue_id}", tags=["tenant"], responses=NO_DIALOGUE)
     async def get_dialogue(tenant_id: AuthorisedTenant, dialogue_id: Id) -> DialogueOut:
         return dialogue_out(await tenant_dialogue(tenant_id, dialogue_id))
 
-    @router.patch("/v1/tenants/{tenant_id}/dialogues/{dialogue_id}", tags=["tenant"])
+    @router.patch("/v1/tenants/{tenant_id}/dialogues/{dialogue_id}", tags=["tenant"], responses=DIALOGUE_CHANGE)
     async def edit_dialogue(tenant_id: AuthorisedTenant, dialogue_id: Id, body: DialoguePatch) -> DialogueOut:
         """Change the title, intro, window or questions. The questions of a dialogue
         that has answers cannot change (they would change what people answered)."""
@@ -795,19 +805,19 @@ def build_router(store: DialogueStore, answers: Answers, gateway_public_key: str
         log.info("dialogue_moved", dialogue_id=dialogue_id, status=target)
         return dialogue_out(await tenant_dialogue(tenant_id, dialogue_id))
 
-    @router.post("/v1/tenants/{tenant_id}/dialogues/{dialogue_id}/publish", tags=["tenant"])
+    @router.post("/v1/tenants/{tenant_id}/dialogues/{dialogue_id}/publish", tags=["tenant"], responses=DIALOGUE_CHANGE)
     async def publish_dialogue(tenant_id: AuthorisedTenant, dialogue_id: Id) -> DialogueOut:
         return await move(tenant_id, dialogue_id, "published")
 
-    @router.post("/v1/tenants/{tenant_id}/dialogues/{dialogue_id}/close", tags=["tenant"])
+    @router.post("/v1/tenants/{tenant_id}/dialogues/{dialogue_id}/close", tags=["tenant"], responses=DIALOGUE_CHANGE)
     async def close_dialogue(tenant_id: AuthorisedTenant, dialogue_id: Id) -> DialogueOut:
         return await move(tenant_id, dialogue_id, "closed")
 
-    @router.post("/v1/tenants/{tenant_id}/dialogues/{dialogue_id}/archive", tags=["tenant"])
+    @router.post("/v1/tenants/{tenant_id}/dialogues/{dialogue_id}/archive", tags=["tenant"], responses=DIALOGUE_CHANGE)
     async def archive_dialogue(tenant_id: AuthorisedTenant, dialogue_id: Id) -> DialogueOut:
         return await move(tenant_id, dialogue_id, "archived")
 
-    @router.get("/v1/tenants/{tenant_id}/dialogues/{dialogue_id}/answers", tags=["tenant"])
+    @router.get("/v1/tenants/{tenant_id}/dialogues/{dialogue_id}/answers", tags=["tenant"], responses=NO_DIALOGUE)
     async def dialogue_answers(
         tenant_id: AuthorisedTenant,
         dialogue_id: Id,
@@ -838,7 +848,7 @@ def build_router(store: DialogueStore, answers: Answers, gateway_public_key: str
             for d in found if domain.accepts_answers(d["status"], d.get("opens_at"), d.get("closes_at"), now)
         ])
 
-    @router.get("/v1/me/dialogues/{dialogue_id}", tags=["participant"])
+    @router.get("/v1/me/dialogues/{dialogue_id}", tags=["participant"], responses=NO_DIALOGUE)
     async def my_dialogue(participant: CurrentParticipant, dialogue_id: Id) -> MyDialogueOut:
         dialogue = await answers.visible_dialogue(participant, dialogue_id)
         mine = await store.answers_of_participant(participant.tenant_id, participant.participant_id)
@@ -857,7 +867,7 @@ def build_router(store: DialogueStore, answers: Answers, gateway_public_key: str
         return AnswerOut(**body)
 
     @router.put("/v1/me/dialogues/{dialogue_id}/questions/{question_id}/answer", tags=["participant"],
-                responses={201: {"model": AnswerOut, "description": "created"}})
+                responses={201: {"model": AnswerOut, "description": "created"}, **ANSWER_WRITE})
     async def put_answer(participant: CurrentParticipant, dialogue_id: Id, question_id: Id, body: AnswerIn,
                          response: Response, idempotency_key: IdempotencyKey = None) -> AnswerOut:
         """Create (201) or replace (200) the answer to a question. The screening says
@@ -866,14 +876,16 @@ def build_router(store: DialogueStore, answers: Answers, gateway_public_key: str
                                                       idempotency_key, idea=False))
 
     @router.delete("/v1/me/dialogues/{dialogue_id}/questions/{question_id}/answer", tags=["participant"],
-                   status_code=status.HTTP_204_NO_CONTENT)
+                   status_code=status.HTTP_204_NO_CONTENT, responses=ANSWER_WITHDRAWAL)
     async def withdraw_answer(participant: CurrentParticipant, dialogue_id: Id, question_id: Id) -> Response:
         await answers.visible_dialogue(participant, dialogue_id)
         await answers.withdraw(participant, domain.answer_id_for(participant.participant_id, question_id))
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.post("/v1/me/dialogues/{dialogue_id}/questions/{question_id}/ideas", tags=["participant"],
-                 status_code=status.HTTP_201_CREATED)
+                 status_code=status.HTTP_201_CREATED,
+                 responses={200: {"model": AnswerOut, "description": "the same idea again (Idempotency-Key)"},
+                            **ANSWER_WRITE})
     async def add_idea(participant: CurrentParticipant, dialogue_id: Id, question_id: Id, body: AnswerIn,
                        response: Response, idempotency_key: IdempotencyKey = None) -> AnswerOut:
         """Add one idea (a participant may add several). Send an Idempotency-Key so a
@@ -887,7 +899,7 @@ def build_router(store: DialogueStore, answers: Answers, gateway_public_key: str
         mine = await store.answers_of_participant(participant.tenant_id, participant.participant_id)
         return AnswerList(answers=[AnswerOut(**answer_out(a)) for a in mine])
 
-    @router.put("/v1/me/answers/{answer_id}", tags=["participant"])
+    @router.put("/v1/me/answers/{answer_id}", tags=["participant"], responses=ANSWER_WRITE)
     async def change_answer(participant: CurrentParticipant, answer_id: Id, body: AnswerIn, response: Response,
                             idempotency_key: IdempotencyKey = None) -> AnswerOut:
         """Change one of one's answers (an idea too) by its ID, while its dialogue is open."""
@@ -897,12 +909,14 @@ def build_router(store: DialogueStore, answers: Answers, gateway_public_key: str
             idea=found["kind"] == "idea", answer_id=answer_id,
         ))
 
-    @router.delete("/v1/me/answers/{answer_id}", tags=["participant"], status_code=status.HTTP_204_NO_CONTENT)
+    @router.delete("/v1/me/answers/{answer_id}", tags=["participant"], status_code=status.HTTP_204_NO_CONTENT,
+                   responses=ANSWER_WITHDRAWAL)
     async def withdraw_by_id(participant: CurrentParticipant, answer_id: Id) -> Response:
         await answers.withdraw(participant, answer_id)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
-    @router.get("/v1/me/dialogues/{dialogue_id}/questions/{question_id}/group", tags=["participant"])
+    @router.get("/v1/me/dialogues/{dialogue_id}/questions/{question_id}/group", tags=["participant"],
+                responses=errors(404, 409, e409="the group's answers show after one's own (`answer_first`)"))
     async def group(participant: CurrentParticipant, dialogue_id: Id, question_id: Id) -> dict[str, Any]:
         """What the group answered, once the participant answered too, and only once at
         least k distinct participants did; no participant ID, ever."""
@@ -943,7 +957,7 @@ def build_internal_router(store: DialogueStore, answers: Answers, internal_token
         return AnswerExportOut(store=STORE_NAME, categories=["answers"],
                                records=[exported_answer(a, dialogues.get(a["dialogue_id"])) for a in mine])
 
-    @router.put(f"{participant_base}/answers/{{answer_id}}")
+    @router.put(f"{participant_base}/answers/{{answer_id}}", responses=ANSWER_WRITE)
     async def rectify_answer(tenant_id: TenantIdPath, participant_id: Id, answer_id: Id, body: AnswerIn) -> AnswerOut:
         """Rectification on the participant's behalf, open or closed dialogue alike."""
         participant = Participant(participant_id=participant_id, tenant_id=tenant_id)

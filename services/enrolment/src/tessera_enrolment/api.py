@@ -13,7 +13,7 @@ from limits import parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from opentelemetry import metrics, propagate
-from pydantic import BaseModel, Field, StrictInt, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from tessera_common.events import (
     DeviceEnrolled,
@@ -27,11 +27,13 @@ from tessera_common.http import (
     IsoDatetime,
     UNAUTHORISED_HEADERS,
     StrictBody,
+    whole_number,
     TenantIdPath,
     TENANT_API_KEY_PREFIX,
     BearerCredentials,
     authorise_tenant,
     check_operator_key,
+    errors,
     internal_caller,
     problem,
     require_bearer,
@@ -69,7 +71,7 @@ class TenantOut(BaseModel):
 
 class CodeIn(StrictBody):
     expires_at: IsoDatetime | None = Field(default=None, description="with a time zone, e.g. ...Z")
-    max_enrolments: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
+    max_enrolments: whole_number(1, 1_000_000) | None = None
 
 
 class CodeOut(BaseModel):
@@ -286,7 +288,8 @@ def build_router(
         return CodeList(codes=[_code_out(c, now) for c in codes], limit=limit, offset=offset)
 
     @router.delete(
-        "/v1/tenants/{tenant_id}/codes/{code}", status_code=status.HTTP_204_NO_CONTENT, tags=["tenant"]
+        "/v1/tenants/{tenant_id}/codes/{code}", status_code=status.HTTP_204_NO_CONTENT, tags=["tenant"],
+        responses=errors(404, e404="this tenant has no such code (`code_not_found`)"),
     )
     async def revoke_code(
         tenant_id: AuthorisedTenant, code: Annotated[str, Path(max_length=32)]
@@ -296,7 +299,9 @@ def build_router(
             raise problem(404, "code_not_found", "this tenant has no such code")
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
-    @router.post("/v1/enrolments", status_code=status.HTTP_201_CREATED, tags=["device"])
+    @router.post("/v1/enrolments", status_code=status.HTTP_201_CREATED, tags=["device"], responses=errors(
+        404, 429, e404="an unknown, revoked, expired or used-up code: one answer for all (`code_not_valid`)",
+        e429="too many invalid codes from this network or overall (`too_many_attempts`): wait `Retry-After`"))
     async def enrol(body: EnrolmentIn, request: Request) -> EnrolmentOut:
         network = truncate_ip(request.client.host) if request.client else "unknown"
         retry_after = await throttle.retry_after(network)
@@ -389,10 +394,8 @@ def build_router(
         if downstreams is None or name not in downstreams:
             continue
         for method, path in routes:
-            router.add_api_route(
-                path, forwarder(downstreams[name]), methods=[method], tags=[f"device → {name}"],
-                summary=f"{method} {path} (forwarded to {name} with a participant assertion)",
-            )
+            # Documented as the service behind it defines it (participant_api.py).
+            router.add_api_route(path, forwarder(downstreams[name]), methods=[method], include_in_schema=False)
 
     @router.get("/v1/me", tags=["device"])
     async def me(device: Annotated[dict, Depends(current_device)]) -> MeOut:
@@ -415,7 +418,7 @@ def build_internal_router(store: EnrolmentStore, internal_token: str) -> APIRout
                        dependencies=[Depends(internal_caller(internal_token))])
     base = "/tenants/{tenant_id}/participants/{participant_id}"
 
-    @router.get(base)
+    @router.get(base, responses=errors(404, e404="unknown here, or another tenant's (`participant_not_found`)"))
     async def participant(tenant_id: TenantIdPath, participant_id: ParticipantIdPath) -> ParticipantOut:
         """404 for an unknown participant and for another tenant's alike."""
         if await store.device_facts(tenant_id, participant_id) is None:

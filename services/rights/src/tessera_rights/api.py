@@ -18,15 +18,17 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, PlainTextResponse
 from opentelemetry import metrics
-from pydantic import BaseModel, Field, JsonValue, StrictInt, StringConstraints
+from pydantic import BaseModel, Field, JsonValue, StringConstraints
 
 from tessera_common.crypto import new_data_key
 from tessera_common.http import (
     UNAUTHORISED_HEADERS,
     BearerCredentials,
     StrictBody,
+    whole_number,
     TenantIdPath,
     authorise_tenant,
+    errors,
     internal_caller,
     problem,
     require_bearer,
@@ -91,7 +93,9 @@ def build_data_key_router(store: RightsStore, internal_token: str, erased_marker
             key=base64.b64encode(key).decode(),
         )
 
-    @router.put("/data-keys/{participant_id}", status_code=status.HTTP_201_CREATED)
+    @router.put("/data-keys/{participant_id}", status_code=status.HTTP_201_CREATED,
+                responses={200: {"model": DataKeyOut, "description": "the key the participant has"},
+                           **errors(409, 410, e409="the key belongs to another tenant (`wrong_tenant`)")})
     async def create_or_get_data_key(participant_id: ParticipantId, body: DataKeyIn, response: Response) -> DataKeyOut:
         """Create-or-get: 201 with a new key, 200 with the one the participant has."""
         marker = marker_of(participant_id)
@@ -122,7 +126,7 @@ def build_data_key_router(store: RightsStore, internal_token: str, erased_marker
             response.status_code = status.HTTP_200_OK
         return key_out(stored)
 
-    @router.get("/data-keys/{participant_id}")
+    @router.get("/data-keys/{participant_id}", responses=errors(404, 410))
     async def get_data_key(participant_id: ParticipantId) -> DataKeyOut:
         stored = await store.data_key(participant_id)
         if await store.is_erased(marker_of(participant_id)):
@@ -146,6 +150,10 @@ def build_data_key_router(store: RightsStore, internal_token: str, erased_marker
 # --- rights requests -----------------------------------------------------------------
 
 AUDIENCE = "tessera-rights"
+NO_REQUEST = errors(404, e404="no such rights request here (`request_not_found`)")
+REQUEST_DATA = errors(404, 409, 410, e409="not an access or export request (`not_an_access_request`)",
+                      e410="the participant's data no longer exists")
+NO_RECEIPT = errors(409, e409="not an erasure, or not complete yet")
 Id = Annotated[str, Path(pattern=ID_PATTERN)]
 IdValue = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
@@ -189,6 +197,14 @@ class RightsRequestOut(BaseModel):
         default=None, description="erasure only, shown once: fetch status and receipt after the device stops working")
 
 
+REQUEST_TAKEN = {
+    200: {"model": RightsRequestOut, "description": "the same erasure or objection, already under way"},
+    **errors(404, 409, 410, e404="no such participant, or (rectification) no such answer of theirs",
+             e409="the participant was erased, or (rectification) the dialogue refused the change",
+             e410="the participant was erased"),
+}
+
+
 class RightsRequestList(BaseModel):
     requests: list[RightsRequestOut]
     limit: int
@@ -196,8 +212,8 @@ class RightsRequestList(BaseModel):
 
 
 class RetentionIn(StrictBody):
-    answers_days_after_close: StrictInt | None = Field(default=None, ge=1, le=3650)
-    idle_device_days: StrictInt | None = Field(default=None, ge=1, le=3650)
+    answers_days_after_close: whole_number(1, 3650) | None = None
+    idle_device_days: whole_number(1, 3650) | None = None
 
 
 class VerificationOut(BaseModel):
@@ -276,7 +292,8 @@ def build_requests_router(desk: Desk, gateway_public_key: str | None, receipt_pu
 
     # --- participants, through the gateway -----------------------------------------
 
-    @router.post("/v1/me/rights-requests", status_code=status.HTTP_202_ACCEPTED, tags=["participant"])
+    @router.post("/v1/me/rights-requests", status_code=status.HTTP_202_ACCEPTED, tags=["participant"],
+                 responses=REQUEST_TAKEN)
     async def participant_request(participant: CurrentParticipant, body: RightsRequestIn,
                                   response: Response) -> RightsRequestOut:
         """Access, export, rectification, erasure or objection, for oneself. 202 with the
@@ -294,11 +311,11 @@ def build_requests_router(desk: Desk, gateway_public_key: str | None, receipt_pu
             raise problem(404, "request_not_found", "no such rights request")
         return found
 
-    @router.get("/v1/me/rights-requests/{request_id}", tags=["participant"])
+    @router.get("/v1/me/rights-requests/{request_id}", tags=["participant"], responses=NO_REQUEST)
     async def my_request_status(participant: CurrentParticipant, request_id: Id) -> RightsRequestOut:
         return request_out(await my_request(participant, request_id))
 
-    @router.get("/v1/me/rights-requests/{request_id}/data", tags=["participant"])
+    @router.get("/v1/me/rights-requests/{request_id}/data", tags=["participant"], responses=REQUEST_DATA)
     async def my_data(participant: CurrentParticipant, request_id: Id,
                       format: Literal["json", "text"] = "json") -> Response:  # noqa: A002
         """An access or export request's data, gathered from every store now: JSON
@@ -307,7 +324,8 @@ def build_requests_router(desk: Desk, gateway_public_key: str | None, receipt_pu
 
     # --- tenants, on a participant's behalf ----------------------------------------
 
-    @router.post("/v1/tenants/{tenant_id}/rights-requests", status_code=status.HTTP_202_ACCEPTED, tags=["tenant"])
+    @router.post("/v1/tenants/{tenant_id}/rights-requests", status_code=status.HTTP_202_ACCEPTED, tags=["tenant"],
+                 responses=REQUEST_TAKEN)
     async def tenant_request(tenant_id: AuthorisedTenant, body: TenantRightsRequestIn,
                              response: Response) -> RightsRequestOut:
         try:
@@ -353,16 +371,18 @@ def build_requests_router(desk: Desk, gateway_public_key: str | None, receipt_pu
             raise problem(404, "request_not_found", "this tenant has no such rights request")
         return found
 
-    @router.get("/v1/tenants/{tenant_id}/rights-requests/{request_id}", tags=["tenant"])
+    @router.get("/v1/tenants/{tenant_id}/rights-requests/{request_id}", tags=["tenant"], responses=NO_REQUEST)
     async def tenant_request_status(tenant_id: AuthorisedTenant, request_id: Id) -> RightsRequestOut:
         return request_out(await tenant_request_of(tenant_id, request_id))
 
-    @router.get("/v1/tenants/{tenant_id}/rights-requests/{request_id}/data", tags=["tenant"])
+    @router.get("/v1/tenants/{tenant_id}/rights-requests/{request_id}/data", tags=["tenant"],
+                responses=REQUEST_DATA)
     async def tenant_request_data(tenant_id: AuthorisedTenant, request_id: Id,
                                   format: Literal["json", "text"] = "json") -> Response:  # noqa: A002
         return await data_of(await tenant_request_of(tenant_id, request_id), format == "text")
 
-    @router.get("/v1/tenants/{tenant_id}/rights-requests/{request_id}/receipt", tags=["tenant"])
+    @router.get("/v1/tenants/{tenant_id}/rights-requests/{request_id}/receipt", tags=["tenant"],
+                responses={**NO_REQUEST, **NO_RECEIPT})
     async def tenant_receipt(tenant_id: AuthorisedTenant, request_id: Id) -> dict[str, Any]:
         return receipt_of(await tenant_request_of(tenant_id, request_id))
 
@@ -432,7 +452,7 @@ def build_requests_router(desk: Desk, gateway_public_key: str | None, receipt_pu
         found.pop("status_secret_sha256", None)
         return request_out(found)
 
-    @router.get("/v1/rights-requests/{request_id}/receipt", tags=["status secret"])
+    @router.get("/v1/rights-requests/{request_id}/receipt", tags=["status secret"], responses=NO_RECEIPT)
     async def receipt_by_secret(request_id: Id, credentials: BearerCredentials) -> dict[str, Any]:
         """The signed erasure receipt: verify it with ``GET /v1/rights/receipt-key``."""
         return receipt_of(await by_status_secret(request_id, credentials))
