@@ -12,6 +12,7 @@ from tessera_common.service import serve, service_app, wire
 from tessera_common.settings import ServiceSettings
 from tessera_enrolment.api import Downstream, GuessThrottle, build_internal_router, build_router
 from tessera_enrolment.handlers import CONSUMER, register_handlers
+from tessera_enrolment.participant_api import document_forwarded_routes
 from tessera_enrolment.store import EnrolmentStore
 
 
@@ -71,13 +72,16 @@ def create_app(
         for downstream in downstreams.values():
             await downstream.client.aclose()
 
-    return service_app(
+    app = service_app(
         wiring,
         title="Tessera enrolment gateway",
-        description="Tenants, opp codes and device enrolment; the gateway for mobile clients.",
+        description="Tenants, opp codes and device enrolment; the gateway for mobile clients, which forwards "
+                    "their dialogue and rights routes (documented here as the services behind it define them).",
         routers=[router, build_internal_router(store, settings.internal_token.get_secret_value())],
         on_stop=close_downstreams,
     )
+    document_forwarded_routes(app, set(downstreams))
+    return app
 
 
 SETTINGS_CLASS = EnrolmentSettings
