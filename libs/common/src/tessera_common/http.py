@@ -430,12 +430,26 @@ def document_errors(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _absent_is_null(parameter: dict[str, Any]) -> None:
+    """An optional parameter (``str | None``) is documented by FastAPI as "a string or
+    null"; but a header or query value is text, and a client that sends null sends the
+    text ``null``. Leaving it out is its null, so the document says just its type."""
+    schema = parameter.get("schema", {})
+    kinds = schema.get("anyOf", [])
+    others = [kind for kind in kinds if kind != {"type": "null"}]
+    if len(kinds) == 2 and len(others) == 1:
+        del schema["anyOf"]
+        schema.update(others[0])
+
+
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 _422_SCHEMA = {"anyOf": [_PROBLEM_REF, {"$ref": "#/components/schemas/FieldProblem"}]}
 
 
 def _document_operation_errors(path: str, operation: dict[str, Any]) -> None:
     parameters = operation.get("parameters", [])
+    for parameter in parameters:
+        _absent_is_null(parameter)
     statuses: list[int] = []
     if "requestBody" in operation:
         statuses += [400, 413, 422]

@@ -128,7 +128,8 @@ class ScaleIn(StrictBody):
     min: whole_number(-100, 100)
     max: whole_number(-100, 100)
     labels: dict[Annotated[str, StringConstraints(pattern=r"^-?[0-9]{1,3}$")], Text] = Field(
-        default_factory=dict, description="point of the scale → label, e.g. {\"1\": \"not at all\"}"
+        default_factory=dict, description="point of the scale → label, e.g. {\"1\": \"not at all\"}",
+        json_schema_extra={"additionalProperties": False},  # a key is a point of the scale, nothing else
     )
 
 

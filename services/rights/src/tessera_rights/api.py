@@ -151,8 +151,12 @@ def build_data_key_router(store: RightsStore, internal_token: str, erased_marker
 
 AUDIENCE = "tessera-rights"
 NO_REQUEST = errors(404, e404="no such rights request here (`request_not_found`)")
-REQUEST_DATA = errors(404, 409, 410, e409="not an access or export request (`not_an_access_request`)",
-                      e410="the participant's data no longer exists")
+REQUEST_DATA = {
+    200: {"description": "the data: JSON (`format=json`, for portability) or a summary to read (`format=text`)",
+          "content": {"application/json": {"schema": {"type": "object"}}, "text/plain": {"schema": {"type": "string"}}}},
+    **errors(404, 409, 410, e409="not an access or export request (`not_an_access_request`)",
+             e410="the participant's data no longer exists"),
+}
 NO_RECEIPT = errors(409, e409="not an erasure, or not complete yet")
 Id = Annotated[str, Path(pattern=ID_PATTERN)]
 IdValue = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
