@@ -175,9 +175,10 @@ class LateTransport(httpx.AsyncBaseTransport):
 
 @contextlib.asynccontextmanager
 async def running_platform(stack, spans: dict | None = None, rights_overrides: dict | None = None,
-                           **dialogue_overrides) -> AsyncIterator[Platform]:
+                           gateway_overrides: dict | None = None, **dialogue_overrides) -> AsyncIterator[Platform]:
     """``spans``: optional span exporters by service name ("enrolment", "dialogue",
-    "rights", "analytics")."""
+    "rights", "analytics"); ``rights_overrides``, ``gateway_overrides`` and the other
+    keywords (dialogue's): settings of that service."""
     spans = spans or {}
     from tessera_analytics.app import AnalyticsSettings
     from tessera_analytics.app import create_app as create_analytics
@@ -199,7 +200,7 @@ async def running_platform(stack, spans: dict | None = None, rights_overrides: d
                                      retry_check_seconds=0.5, **common, **(rights_overrides or {}))
     dialogue_settings = DialogueSettings(**stack.database("dialogue"), **common, **dialogue_overrides)
     analytics_settings = AnalyticsSettings(**stack.database("analytics"), **common)
-    gateway_settings = enrolment_settings(stack, gateway_signing_key=private)
+    gateway_settings = enrolment_settings(stack, gateway_signing_key=private, **(gateway_overrides or {}))
     factories = {
         "rights": lambda: create_rights(rights_settings, span_exporter=spans.get("rights"),
                                         store_transports=behind),
