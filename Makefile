@@ -51,7 +51,8 @@ lint: deps
 ## screening's cost per answer; personal-data screening's precision, recall and cost;
 ## erasure completion time at growing totals stored (ERASURE_TOTALS, e.g. 10000,1000000);
 ## event-to-figure lag under a steady answer load and a 100,000-answer dialogue's query time;
-## the suppression rules' cost per table, exact audit included.
+## the suppression rules' cost per table, exact audit included; a killed consumer consuming
+## again; the fault table (each service killed, the broker and the store restarted, under load).
 ERASURE_TOTALS ?= 10000,100000,1000000
 bench: stack-fetch
 	$(UV) run --frozen python -m bench.enrolment
@@ -61,6 +62,7 @@ bench: stack-fetch
 	$(UV) run --frozen python -m bench.analytics
 	$(UV) run --frozen python -m bench.suppression
 	$(UV) run --frozen python -m bench.recovery
+	$(UV) run --frozen python -m bench.faults
 
 clean:
 	rm -rf .run

@@ -118,7 +118,7 @@ class OutboxRelay:
     async def _listen(self) -> None:
         """Hold one pooled connection that LISTENs (a broken one is given back first;
         a connection never given back would keep the pool from closing)."""
-        if self._listener is not None and not self._listener.is_closed():
+        if self._listener is not None and self._listening():
             return
         await self._unlisten()
         with contextlib.suppress(Exception):
@@ -129,6 +129,15 @@ class OutboxRelay:
                 await self._database.pool.release(connection)
                 raise
             self._listener = connection
+
+    def _listening(self) -> bool:
+        """Whether the LISTEN connection still works. When the store drops it (a
+        PostgreSQL restart), asyncpg hands it back to the pool itself and every call on
+        what we hold raises InterfaceError: then it does not."""
+        try:
+            return not self._listener.is_closed()
+        except asyncpg.InterfaceError:
+            return False
 
     def _notified(self, *_: object) -> None:
         self._wake.set()
@@ -146,8 +155,10 @@ class OutboxRelay:
         """Publish on every notification, and every ``interval_seconds`` regardless."""
         try:
             while True:
-                await self._listen()
                 try:
+                    # Inside the try: a relay that died of a store outage would leave
+                    # every later commit's events in the outbox until the next restart.
+                    await self._listen()
                     published = await self.publish_pending()
                     if published:
                         log.debug("outbox_published", published=published)

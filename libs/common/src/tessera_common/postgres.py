@@ -54,6 +54,12 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
     asyncpg.QueryCanceledError,
+    # The server going away under a connection (a restart): in a statement, or, on a
+    # pooled connection it closed while idle, asyncpg's "cannot switch to state …;
+    # another operation is in progress" (MagicStack/asyncpg#784) on its next use.
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.InternalClientError,
     OSError,
 )
 
