@@ -178,8 +178,10 @@ def test_screening_finds_nothing_in_what_was_redacted(text):
 
 
 @given(free_text, planted, free_text)
-# Found: "000 000 000" failed the 11-proof and hid the valid BSN starting inside it.
+# Found: "000 000 000" failed the 11-proof and hid the valid BSN starting inside it;
+# then "255 000 005", itself valid, hid "000 005 009" overlapping it.
 @example(before="000", identifier="000 000 012", after="")
+@example(before="255", identifier="000 005 009", after="")
 def test_screening_finds_a_valid_identifier_wherever_it_is_planted(before, identifier, after):
     text = f"{before} {identifier} {after}"
     start = len(before) + 1
@@ -248,10 +250,14 @@ def json_values(question: Question) -> st.SearchStrategy[object]:
         near += [st.integers(question.scale_min - 2, question.scale_max + 2), st.booleans(), st.floats(-2, 2)]
     wild = st.recursive(
         st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(any_character, max_size=50)),
-        lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+        _arrays_and_objects_of,
         max_leaves=10,
     )
     return st.one_of(*near, wild)
+
+
+def _arrays_and_objects_of(inner: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
 
 
 @given(st.data())

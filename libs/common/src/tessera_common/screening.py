@@ -264,17 +264,16 @@ def _nl_bsns(text: str) -> list[Finding]:
 
 
 def _checked(kind: str, pattern: re.Pattern[str], text: str, is_valid: Callable[[str], bool]) -> list[Finding]:
-    """Matches of ``pattern`` that pass their check. A candidate that fails it does not
-    hide one that starts inside it: in "100 111 222 333" the BSN is the last three
-    groups, not the first three."""
+    """Matches of ``pattern`` that pass their check, overlapping ones included: a
+    candidate does not hide one that starts inside it. In "100 111 222 333" the BSN is
+    the last three groups, not the first three; in "255 000 005 009" both "255 000 005"
+    and "000 005 009" pass the 11-proof, and :func:`screen` merges them into one."""
     findings = []
     position = 0
     while match := pattern.search(text, position):
         if is_valid(match.group()):
             findings.append(Finding(kind, match.start(), match.end()))
-            position = match.end()
-        else:
-            position = match.start() + 1
+        position = match.start() + 1
     return findings
 
 
