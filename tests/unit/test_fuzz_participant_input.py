@@ -5,8 +5,15 @@ screening of free text, the validation of an answer against its question, and th
 normalisation of a typed opp code. Each property below must hold for *any* input, so a
 counter-example is a bug in the rule (or in the property), never bad luck.
 
-Briefly and deterministically in ``make test`` (profile ``ci``); for a long search,
-``make fuzz`` (profile ``long``, see ``conftest.py``).
+How long, chosen by ``TESSERA_FUZZ``: ``ci`` (the default, in ``make test``) is brief
+and derandomised, the same examples on every run, so a red build is reproducible and
+never a coin toss; ``long`` (``make fuzz``) searches afresh, ``TESSERA_FUZZ_EXAMPLES``
+examples per property (100,000 unless set), keeps what fails in ``.hypothesis/`` and
+replays it first on the next run. The settings apply to this module's tests only, not
+to other Hypothesis users in the suite (Schemathesis). The deadline is per example and
+generous: it is there to catch a regular expression that backtracks catastrophically
+(seconds to forever on 2,000 characters), not to measure speed, which ``make bench``
+does.
 
 What the pure functions accept: any Python ``str``, lone UTF-16 surrogates included.
 The HTTP edge refuses those with 422 ``string_unicode`` before a rule runs, but the
@@ -15,11 +22,12 @@ rules are also called from consumers and replays, so they must not depend on it.
 
 from __future__ import annotations
 
+import os
 import string
-from datetime import date
+from datetime import date, timedelta
 from itertools import pairwise
 
-from hypothesis import assume, example, given, target
+from hypothesis import HealthCheck, assume, example, given, settings, target
 from hypothesis import strategies as st
 from stdnum import iban
 from stdnum.be import nn
@@ -38,6 +46,13 @@ from tessera_dialogue.domain import (
     validate_answer,
 )
 from tessera_enrolment.domain import CODE_ALPHABET, CODE_LENGTH, display_code, normalise_code
+
+_ANY_LENGTH = {"deadline": timedelta(seconds=2), "print_blob": True, "suppress_health_check": [HealthCheck.too_slow]}
+fuzzing = {
+    "ci": settings(max_examples=150, derandomize=True, database=None, **_ANY_LENGTH),
+    "long": settings(max_examples=int(os.environ.get("TESSERA_FUZZ_EXAMPLES", "100000")), **_ANY_LENGTH),
+}[os.environ.get("TESSERA_FUZZ", "ci")]
+
 
 # --- text that participants could type ----------------------------------------------
 
@@ -138,6 +153,7 @@ planted = st.one_of(an_iban(), a_bsn(), a_be_national_number(), a_cpr(), an_emai
 # --- screening ------------------------------------------------------------------------
 
 
+@fuzzing
 @given(free_text)
 def test_screening_any_text_gives_sorted_disjoint_findings_of_known_kinds(text):
     findings = screen(text)
@@ -148,6 +164,7 @@ def test_screening_any_text_gives_sorted_disjoint_findings_of_known_kinds(text):
     assert screen(text) == findings  # no state, no randomness
 
 
+@fuzzing
 @given(free_text)
 @example("2.0.1.000 00")  # found: the IP address won and the phone number's tail was dropped
 def test_screening_reports_every_character_any_rule_flagged(text):
@@ -157,6 +174,7 @@ def test_screening_reports_every_character_any_rule_flagged(text):
     assert all(set(range(f.start, f.end)) <= covered for f in _candidates(text)), _candidates(text)
 
 
+@fuzzing
 @given(free_text)
 def test_screening_finds_nothing_in_what_was_redacted(text):
     """A redacted text, screened again, finds no personal data in or across a marker:
@@ -177,6 +195,7 @@ def test_screening_finds_nothing_in_what_was_redacted(text):
         assert not any(again.start < m.stop and m.start < again.end for m in markers), (once, again)
 
 
+@fuzzing
 @given(free_text, planted, free_text)
 # Found: "000 000 000" failed the 11-proof and hid the valid BSN starting inside it;
 # then "255 000 005", itself valid, hid "000 005 009" overlapping it.
@@ -199,6 +218,7 @@ def digits_and_findings(draw) -> tuple[str, list[Finding]]:
     return "".join(string.digits[i % 10] for i in range(length)), findings
 
 
+@fuzzing
 @given(digits_and_findings())
 def test_redaction_of_any_findings_leaves_no_character_of_any_span(case):
     """Whatever findings a caller passes, in any order and overlapping: each maximal run
@@ -260,6 +280,7 @@ def _arrays_and_objects_of(inner: st.SearchStrategy[object]) -> st.SearchStrateg
     return st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
 
 
+@fuzzing
 @given(st.data())
 def test_any_json_value_is_either_a_valid_answer_or_refused_with_a_code(data):
     question = data.draw(a_question())
@@ -282,6 +303,7 @@ def test_any_json_value_is_either_a_valid_answer_or_refused_with_a_code(data):
         assert question.kind == "multiple_choice" or len(answer.choices) == 1
 
 
+@fuzzing
 @given(st.data())
 def test_every_valid_answer_is_accepted_as_sent(data):
     question = data.draw(a_question())
@@ -299,6 +321,7 @@ def test_every_valid_answer_is_accepted_as_sent(data):
         assert validate_answer(question, keys) == Answer(choices=tuple(sorted(keys)))
 
 
+@fuzzing
 @given(free_text, st.sampled_from(["warn", "redact", "reject"]))
 def test_the_policy_stores_the_text_flagged_redacted_or_nothing(text, policy):
     findings = screen(text)
@@ -321,6 +344,7 @@ def test_the_policy_stores_the_text_flagged_redacted_or_nothing(text, policy):
 a_code = st.text(CODE_ALPHABET, min_size=CODE_LENGTH, max_size=CODE_LENGTH)
 
 
+@fuzzing
 @given(a_code, st.lists(st.sampled_from(["", "", "-", " ", "  ", "--"]), min_size=CODE_LENGTH + 1,
                         max_size=CODE_LENGTH + 1), st.lists(st.booleans(), min_size=CODE_LENGTH, max_size=CODE_LENGTH))
 def test_a_code_as_shown_or_retyped_in_any_case_and_spacing_normalises_to_itself(code, gaps, lower):
@@ -331,6 +355,7 @@ def test_a_code_as_shown_or_retyped_in_any_case_and_spacing_normalises_to_itself
     assert normalise_code(typed) == code
 
 
+@fuzzing
 @given(st.text(any_character, max_size=24) | st.text(CODE_ALPHABET.lower() + CODE_ALPHABET + "-  01OIL", max_size=24))
 @example("K7MQ2X9R\u017fA")  # ſ upper-cases to S outside ASCII
 @example("k7mq2x9r\ufb00")  # ﬀ upper-cases to FF
