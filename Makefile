@@ -7,7 +7,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: run test unit lint bench deps stack-fetch postgres browser clean
+.PHONY: run test unit fuzz lint bench deps stack-fetch postgres browser clean
 
 deps:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -41,6 +41,13 @@ test: stack-fetch browser
 ## Unit tests only: no broker, no store.
 unit: deps
 	$(UV) run --frozen pytest tests/unit $(PYTEST_ARGS)
+
+## The property tests of participant input, searched long: FUZZ_EXAMPLES a property, fresh
+## examples each run; what fails is kept in .hypothesis/ and replayed first next time.
+FUZZ_EXAMPLES ?= 100000
+fuzz: deps
+	TESSERA_FUZZ=long TESSERA_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(UV) run --frozen pytest \
+	  tests/unit/test_fuzz_participant_input.py --timeout=0 --hypothesis-show-statistics $(PYTEST_ARGS)
 
 ## Static checks (ruff), not part of make test.
 lint: deps

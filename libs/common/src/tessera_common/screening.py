@@ -6,7 +6,8 @@ logging, no state. :func:`screen` returns only kinds and character spans, never 
 matched text, so a finding can be counted or logged without leaking what it points at.
 
 Kinds, in precedence order (when two findings overlap, the earlier kind wins: a
-checksummed identifier is stronger evidence than a shape):
+checksummed identifier is stronger evidence than a shape; the one finding then spans
+both, so no character either rule flagged is left out):
 
 ``iban``
     An IBAN, compact or in groups of four; the mod-97 check and the country's length
@@ -105,6 +106,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -153,7 +155,12 @@ def screen(text: str) -> list[Finding]:
     Tens of microseconds for a typical answer; the cost grows with the number of digits
     (phonenumbers' matcher dominates, ~100 ms for 4,000 digit-dense characters), so
     callers cap the length of free text before screening it."""
-    findings = [
+    return _merged(_candidates(text))
+
+
+def _candidates(text: str) -> list[Finding]:
+    """What each kind's rules find, overlaps and all."""
+    return [
         *_ibans(text),
         *_be_national_numbers(text),
         *_nl_bsns(text),
@@ -168,7 +175,6 @@ def screen(text: str) -> list[Finding]:
         *_postcodes(text),
         *(Finding("person_name", start, end) for start, end in person_names(text)),
     ]
-    return _without_overlaps(findings)
 
 
 def redact(text: str, findings: list[Finding]) -> str:
@@ -178,6 +184,24 @@ def redact(text: str, findings: list[Finding]) -> str:
     overlapping spans are merged into one marker named after the highest-precedence
     kind among them, so no character of either span survives. Adjacent spans keep a
     marker each."""
+    parts: list[str] = []
+    position = 0
+    for finding in _merged(findings):
+        parts.append(text[position : finding.start])
+        parts.append(f"[{finding.kind}]")
+        position = finding.end
+    parts.append(text[position:])
+    return "".join(parts)
+
+
+def _merged(findings: list[Finding]) -> list[Finding]:
+    """One finding per run of overlapping ones, spanning them all, named after the
+    highest-precedence kind among them (a valid BSN that phonenumbers also reads as a
+    phone number is a BSN), ordered by position.
+
+    :func:`screen` merges rather than keeps the winner alone: a phone number whose first
+    digits also read as an IP address ("2.0.1.000 00") would otherwise lose its tail to
+    the IP address, and redaction would leave that tail in place."""
     merged: list[Finding] = []
     for finding in sorted(findings, key=lambda f: (f.start, f.end)):
         if merged and finding.start < merged[-1].end:
@@ -186,24 +210,7 @@ def redact(text: str, findings: list[Finding]) -> str:
             merged[-1] = Finding(kind, last.start, max(last.end, finding.end))
         else:
             merged.append(finding)
-    parts: list[str] = []
-    position = 0
-    for finding in merged:
-        parts.append(text[position : finding.start])
-        parts.append(f"[{finding.kind}]")
-        position = finding.end
-    parts.append(text[position:])
-    return "".join(parts)
-
-
-def _without_overlaps(findings: list[Finding]) -> list[Finding]:
-    """Keep the more specific kind where two findings overlap (a valid BSN that
-    phonenumbers also reads as a phone number is a BSN); within a kind, the longer span."""
-    kept: list[Finding] = []
-    for finding in sorted(findings, key=lambda f: (_PRECEDENCE[f.kind], f.start - f.end, f.start)):
-        if all(finding.end <= other.start or other.end <= finding.start for other in kept):
-            kept.append(finding)
-    return sorted(kept, key=lambda f: (f.start, f.end))
+    return merged
 
 
 # A number stands alone: not inside a word, an international prefix or a longer number
@@ -246,18 +253,28 @@ _BE_NATIONAL_NUMBER = re.compile(_ALONE_BEFORE + r"\d{2}([. ]?)\d{2}\1\d{2}[-. ]
 
 
 def _be_national_numbers(text: str) -> list[Finding]:
-    return [
-        Finding("be_national_number", m.start(), m.end())
-        for m in _BE_NATIONAL_NUMBER.finditer(text)
-        if nn.is_valid(m.group())
-    ]
+    return _checked("be_national_number", _BE_NATIONAL_NUMBER, text, nn.is_valid)
 
 
 _NL_BSN = re.compile(_ALONE_BEFORE + r"(?:\d{9}|\d{4}\.\d{2}\.\d{3}|\d{3}([ .])\d{3}\1\d{3})" + _ALONE_AFTER)
 
 
 def _nl_bsns(text: str) -> list[Finding]:
-    return [Finding("nl_bsn", m.start(), m.end()) for m in _NL_BSN.finditer(text) if bsn.is_valid(m.group())]
+    return _checked("nl_bsn", _NL_BSN, text, bsn.is_valid)
+
+
+def _checked(kind: str, pattern: re.Pattern[str], text: str, is_valid: Callable[[str], bool]) -> list[Finding]:
+    """Matches of ``pattern`` that pass their check, overlapping ones included: a
+    candidate does not hide one that starts inside it. In "100 111 222 333" the BSN is
+    the last three groups, not the first three; in "255 000 005 009" both "255 000 005"
+    and "000 005 009" pass the 11-proof, and :func:`screen` merges them into one."""
+    findings = []
+    position = 0
+    while match := pattern.search(text, position):
+        if is_valid(match.group()):
+            findings.append(Finding(kind, match.start(), match.end()))
+        position = match.start() + 1
+    return findings
 
 
 _DK_CPR = re.compile(_ALONE_BEFORE + r"\d{6}(-?)\d{4}" + _ALONE_AFTER)
