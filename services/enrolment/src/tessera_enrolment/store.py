@@ -5,8 +5,8 @@
 - ``devices``: only :data:`domain.DEVICE_FIELDS`, keyed by participant ID.
 
 Every method is one unit of work scoped to its tenant by row-level security; the two
-lookups that must cross tenants (claiming a code, checking a device token) are the
-migrations' ``SECURITY DEFINER`` functions. Events commit with the change through the
+lookups that must cross tenants (claiming a code with its device, checking a device
+token) are the migrations' ``SECURITY DEFINER`` functions. Events commit with the change through the
 outbox (:mod:`tessera_common.outbox`).
 """
 
@@ -17,6 +17,7 @@ from datetime import date, datetime
 from typing import Any
 
 import asyncpg
+from opentelemetry import propagate
 
 from tessera_common.events import DeviceEnrolled, Topics, TenantRegistered, partition_key
 from tessera_common.postgres import Database, UniqueViolation, UnitOfWork
@@ -24,6 +25,10 @@ from tessera_common.postgres import Database, UniqueViolation, UnitOfWork
 #: The devices table's name in the data map (tessera_common.datamap): erasure is
 #: confirmed, and a participant's data is exported, under it.
 STORE_NAME = "enrolment.devices"
+
+#: The tenant an enrolment's device and event are made with before the code has named
+#: the real one (``enrol_device`` puts it in).
+_UNCLAIMED = "t_unclaimed"
 
 
 class CodeTaken(Exception):
@@ -97,26 +102,23 @@ class EnrolmentStore:
         self, code: str, now: datetime, new_device: Callable[[str], tuple[dict[str, Any], DeviceEnrolled]]
     ) -> dict[str, Any] | None:
         """Take one place of a usable code and record the device with its
-        ``device-enrolled`` event, all in one transaction: a failure after the claim
-        gives the place back. ``new_device(tenant_id)`` makes the record and event.
+        ``device-enrolled`` event, in one statement (``enrol_device``, one transaction:
+        a failure after the claim gives the place back). ``new_device(tenant_id)`` makes
+        the record and event; the code names the tenant inside the statement, so they
+        are made with a stand-in and given the claimed tenant there and here.
         None if the code is unknown, revoked, expired or used up."""
-        async with self.unit(None) as uow:
-            # The claim names the tenant, which then scopes the rest of the transaction.
-            tenant_id = await uow.connection.fetchval(
-                "SELECT set_config('tessera.tenant_id', claimed, true)"
-                " FROM claim_opp_code($1, $2) AS claimed WHERE claimed IS NOT NULL", code, now)
-            if tenant_id is None:
-                return None
-            device, event = new_device(tenant_id)
-            await uow.connection.execute(
-                "INSERT INTO devices (tenant_id, participant_id, token_sha256, platform, form_factor,"
-                " enrolled_at, last_used_on) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                tenant_id, device["_id"], device["token_sha256"], device["platform"], device["form_factor"],
-                device["enrolled_at"],
-                date.fromisoformat(device["last_used_on"]) if device.get("last_used_on") else None,
-            )
-            await uow.publish(event, Topics.DEVICE_ENROLLED, partition_key(device["_id"]), aggregatetype="device")
-        return device
+        device, event = new_device(_UNCLAIMED)
+        trace: dict[str, str] = {}
+        propagate.inject(trace)  # the relay publishes the event in this request's trace
+        tenant_id = await self.database.pool.fetchval(
+            "SELECT enrol_device($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            code, now, device["_id"], device["token_sha256"], device["platform"], device["form_factor"],
+            date.fromisoformat(device["last_used_on"]) if device.get("last_used_on") else None,
+            event.id, event.type, event.model_dump(mode="json"), Topics.DEVICE_ENROLLED, trace,
+        )
+        if tenant_id is None:
+            return None
+        return {**device, "tenant_id": tenant_id}
 
     async def device(self, participant_id: str) -> dict[str, Any] | None:
         """The device a token names (any tenant's: the token tells the tenant)."""
