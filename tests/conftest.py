@@ -30,6 +30,10 @@ class Stack:
     #: ``provision(service, database)`` → the service's database settings.
     provision: Callable[[str, str], dict[str, str]]
     superuser_url: str
+    #: Where the cluster and the broker keep their files (for byte scans of what is on
+    #: disk); None where they live in containers.
+    postgres_data_dir: Path | None = None
+    kafka_log_dir: Path | None = None
 
     def database(self, service: str) -> dict[str, str]:
         """A fresh database for ``service``: ``database_url`` and ``database_owner_url``,
@@ -59,7 +63,8 @@ def _local_stack(root: Path) -> Iterator[Stack]:
         try:
             bootstrap = f"127.0.0.1:{kafka.port}"
             wait_for_kafka(bootstrap)
-            yield Stack(bootstrap, postgres.database, postgres.superuser_url)
+            yield Stack(bootstrap, postgres.database, postgres.superuser_url, postgres_data_dir=postgres.data_dir,
+                        kafka_log_dir=root / "kafka" / "log")
         finally:
             postgres.stop()
             postgres.discard()

@@ -337,7 +337,7 @@ async def test_a_crash_before_publishing_loses_no_event(platform, stack):
                                                      question_kind="scale", scale_value=3, submitted_at=now))
     row = {"_id": answer_id, "tenant_id": tenant["tenant_id"], "participant_id": participant_id,
            "dialogue_id": dialogue["dialogue_id"], "question_id": qid(dialogue, "scale"), "version": 1,
-           "submitted_at": now, "kind": "scale", "text": None, "choices": [], "scale_value": 3,
+           "submitted_at": now, "kind": "scale", "text_key_id": None, "text_sealed": None, "choices": [], "scale_value": 3,
            "screening_action": "none", "findings": [], "screening_kinds": [], "idempotency_key": None,
            "fingerprint": None, "updated_at": now}
     # Another "process" on the same database: it commits, and dies before any relay of its own runs.

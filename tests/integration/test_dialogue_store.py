@@ -75,7 +75,7 @@ def answer_row(tenant_id: str, dialogue_id: str, participant_id: str, value: int
     now = now_ms()
     return {"_id": domain.answer_id_for(participant_id, QUESTION["question_id"]), "tenant_id": tenant_id,
             "participant_id": participant_id, "dialogue_id": dialogue_id, "question_id": QUESTION["question_id"],
-            "version": version, "submitted_at": now, "kind": "scale", "text": None, "choices": [],
+            "version": version, "submitted_at": now, "kind": "scale", "text_key_id": None, "text_sealed": None, "choices": [],
             "scale_value": value, "screening_action": "none", "findings": [], "screening_kinds": [],
             "idempotency_key": None, "fingerprint": None, "updated_at": now}
 

@@ -169,7 +169,7 @@ def run_schemathesis(service: str, base_url: str, tenant: dict, devices: Devices
 def _headers(interaction) -> dict[str, list[str]]:
     """The headers a failing request was sent with, but its credential."""
     return {name: values for name, values in interaction.request.headers.items()
-            if name.lower() in ("content-type", "idempotency-key", "accept")}
+            if name.lower() in ("content-type", "idempotency-key", "accept", "tessera-key-hold")}
 
 
 def _bearer(schema, path_regex: str, secret) -> None:

@@ -53,3 +53,14 @@ def open_text(sealed: EncryptedText, key: bytes, participant_id: str, purpose: s
     except (InvalidTag, ValueError) as exc:
         raise UnreadableText(type(exc).__name__) from None
     return plain.decode()
+
+
+def sealed_bytes(sealed: EncryptedText) -> bytes:
+    """The nonce, then the ciphertext and its tag: how a store keeps a sealed text
+    (with its key ID beside it), the same bytes its event carries in base64."""
+    return base64.b64decode(sealed.nonce) + base64.b64decode(sealed.ciphertext)
+
+
+def sealed_from_bytes(key_id: str, raw: bytes) -> EncryptedText:
+    return EncryptedText(key_id=key_id, nonce=base64.b64encode(raw[:NONCE_BYTES]).decode(),
+                         ciphertext=base64.b64encode(raw[NONCE_BYTES:]).decode())

@@ -24,6 +24,7 @@ Category = Literal[
     "rights_requests",  # requests, deadlines, per-store progress; the raw ID only while open
     "audit_trail",  # hash-chained entries: markers, actors, reasons; never erased data or raw IDs
     "objection_markers",  # HMACs of participants who objected to analysis
+    "key_holds",  # which process may hold whose data key in memory, until when; the raw ID only while it may
     "outbox",  # events committed with a change, until the relay has published them
     "inbox",  # ids of events a consumer has applied: no participant data
 ]
@@ -75,6 +76,9 @@ DATA_MAP: tuple[Table, ...] = _INFRASTRUCTURE + (
     # A request holds the raw participant ID (retries and access need it) until the
     # participant's erasure completes, which strips it from all their requests.
     Table("rights", "requests", ("rights_requests",)),
+    # Which processes may hold a participant's key in memory: rows go when their bound
+    # passes or the participant's erasure completes (it waits for them).
+    Table("rights", "key_holders", ("key_holds",)),
     Table("rights", "audit", ("audit_trail",)),
     Table("rights", "audit_heads", ("audit_trail",)),
 )

@@ -46,6 +46,7 @@ class Topics:
     STORE_ERASURE_COMPLETED: ClassVar[str] = "tessera.store-erasure-completed.v1"
     OBJECTION_RECORDED: ClassVar[str] = "tessera.objection-recorded.v1"
     OBJECTION_APPLIED: ClassVar[str] = "tessera.objection-applied.v1"
+    DATA_KEY_DESTROYED: ClassVar[str] = "tessera.data-key-destroyed.v1"
     DEAD_LETTER: ClassVar[str] = "tessera.dead-letter.v1"
 
     @classmethod
@@ -61,6 +62,7 @@ class Topics:
             cls.STORE_ERASURE_COMPLETED,
             cls.OBJECTION_RECORDED,
             cls.OBJECTION_APPLIED,
+            cls.DATA_KEY_DESTROYED,
             cls.DEAD_LETTER,
         ]
 
@@ -282,6 +284,24 @@ class ErasureRequestedData(BaseModel):
 class ErasureRequested(EventEnvelope):
     type: Literal["io.tessera.erasure.requested.v1"] = "io.tessera.erasure.requested.v1"
     data: ErasureRequestedData
+
+
+class DataKeyDestroyedData(BaseModel):
+    """A participant's data key is gone: every process that may hold it in memory drops
+    it at once and says so (:mod:`tessera_common.keycache`). Read by every replica, not by
+    one member of a group, since each has a cache of its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    participant_id: OpaqueId
+    #: The erasure that destroyed it; None when it was destroyed on its own.
+    request_id: OpaqueId | None = None
+    destroyed_at: datetime
+
+
+class DataKeyDestroyed(EventEnvelope):
+    type: Literal["io.tessera.data-key.destroyed.v1"] = "io.tessera.data-key.destroyed.v1"
+    data: DataKeyDestroyedData
 
 
 class StoreConfirmationData(BaseModel):

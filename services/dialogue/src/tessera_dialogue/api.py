@@ -11,6 +11,8 @@ encryption and event) in :class:`Answers`.
 """
 
 
+import asyncio
+import random
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -19,8 +21,8 @@ from fastapi.responses import JSONResponse
 from opentelemetry import metrics
 from pydantic import BaseModel, Field, JsonValue, StringConstraints
 
-from tessera_common.crypto import seal_text
-from tessera_common.datakeys import DataKeyClient, KeyServiceUnavailable, ParticipantErased
+from tessera_common.crypto import UnreadableText, open_text, seal_text, sealed_bytes, sealed_from_bytes
+from tessera_common.datakeys import DataKey, DataKeyClient, KeyServiceUnavailable, ParticipantErased
 from tessera_common.events import (
     AnswerChanged,
     AnswerChangedData,
@@ -87,6 +89,13 @@ CONFLICTS = {
 
 def participant_erased() -> Exception:
     return problem(410, "participant_erased", "this participant has been erased")
+
+
+def keys_unavailable() -> Exception:
+    """The rights service (the data keys) did not answer: no text is sealed or opened
+    without them, and nothing is stored unsealed instead."""
+    return problem(503, "temporarily_unavailable", "a backing service is unavailable; retry shortly",
+                   {"Retry-After": "5"})
 
 
 def refused(violation: domain.RuleViolation) -> Exception:
@@ -503,7 +512,6 @@ class Answers:
         ``rectification``: a change on the participant's behalf, which the right to
         rectification allows after the dialogue closed too; it only ever changes a
         current answer, so one erased or withdrawn meanwhile is not brought back."""
-        fingerprint = domain.value_fingerprint(value)
         if answer_id is None:
             if idea:
                 answer_id = (domain.idea_id_for(participant.participant_id, question_id, idempotency_key)
@@ -523,6 +531,10 @@ class Answers:
                 answer = domain.validate_answer(question, value)
             except domain.RuleViolation as violation:
                 raise refused(violation) from None
+            # Free text's fingerprint is keyed with the participant's data key (which the
+            # text is sealed under anyway, and which the cache keeps at hand).
+            secret = (await self._key(participant)).key if answer.text is not None else None
+            fingerprint = domain.value_fingerprint(value, secret)
             someone_elses = existing is not None and existing["participant_id"] != participant.participant_id
             gone = rectification and (existing is None or existing.get("withdrawn_at") is not None)
             if someone_elses or gone:
@@ -531,7 +543,7 @@ class Answers:
                 if existing is not None and domain.check_idempotent_replay(
                     existing.get("idempotency_key"), existing.get("fingerprint"), idempotency_key, fingerprint
                 ):
-                    return 200, answer_out(existing)
+                    return 200, answer_out((await self.opened(participant.tenant_id, [existing]))[0])
             except domain.RuleViolation as violation:
                 raise refused(violation) from None
             if existing is None and idea and await self.store.ideas_of(
@@ -565,17 +577,42 @@ class Answers:
                                     idea=found["kind"] == "idea", answer_id=answer_id, rectification=True)
         return body
 
-    async def _sealed(self, participant: Participant, text: str | None):
-        if text is None:
-            return None
+    async def _key(self, participant: Participant) -> DataKey:
         try:
-            key = await self.keys.key_for(participant.tenant_id, participant.participant_id)
+            return await self.keys.key_for(participant.tenant_id, participant.participant_id)
         except ParticipantErased:
             raise participant_erased() from None
         except KeyServiceUnavailable:
-            raise problem(503, "temporarily_unavailable", "a backing service is unavailable; retry shortly",
-                          {"Retry-After": "5"}) from None
+            raise keys_unavailable() from None
+
+    async def _sealed(self, participant: Participant, text: str | None):
+        if text is None:
+            return None
+        key = await self._key(participant)
         return seal_text(text, key.key, key.key_id, participant.participant_id, TEXT_PURPOSE)
+
+    async def opened(self, tenant_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``rows`` with their free text opened (``text``), in memory only, with the
+        keys of all their participants fetched in one call (or from the cache). A
+        participant whose key is gone (erased meanwhile) has nothing to open: None."""
+        sealed = [row for row in rows if row.get("text_sealed") is not None]
+        keys: dict[str, DataKey] = {}
+        if sealed:
+            try:
+                keys = await self.keys.keys_for(tenant_id, (row["participant_id"] for row in sealed))
+            except KeyServiceUnavailable:
+                raise keys_unavailable() from None
+        for row in rows:
+            row["text"] = None
+            key = keys.get(row["participant_id"]) if row.get("text_sealed") is not None else None
+            if key is None:
+                continue
+            try:
+                row["text"] = open_text(sealed_from_bytes(row["text_key_id"], row["text_sealed"]), key.key,
+                                        row["participant_id"], TEXT_PURPOSE)
+            except UnreadableText:
+                log.warning("stored_text_unreadable")  # never expected: a key of another ID, or a damaged row
+        return rows
 
     async def _write(
         self, participant: Participant, dialogue_id: str, question: domain.Question, answer_id: str,
@@ -589,7 +626,8 @@ class Answers:
         sealed = await self._sealed(participant, stored_text)
         fields: dict[str, Any] = {
             "kind": question.kind,
-            "text": stored_text,
+            "text_key_id": sealed.key_id if sealed else None,
+            "text_sealed": sealed_bytes(sealed) if sealed else None,
             "choices": list(answer.choices),
             "scale_value": answer.scale_value,
             "screening_action": screened.action if screened else "none",
@@ -637,8 +675,9 @@ class Answers:
         if not saved:
             return None
         self.written.add(1, {"kind": question.kind, "screening": fields["screening_action"]})
-        # The response shows the spans into the text as sent, whatever the policy kept.
-        return status_code, answer_out(stored, findings)
+        # The response shows the spans into the text as sent, whatever the policy kept;
+        # the text itself only from memory (the store has it sealed).
+        return status_code, answer_out({**stored, "text": stored_text}, findings)
 
     async def withdraw(self, participant: Participant, answer_id: str) -> None:
         for _ in range(3):
@@ -666,6 +705,34 @@ class Answers:
 
     async def _erased(self, participant: Participant) -> bool:
         return await self.store.is_erased(participant.tenant_id, self._marker(participant))
+
+
+async def seal_legacy_texts(store: DialogueStore, answers: Answers, *, batch: int = 200,
+                            retry_seconds: float = 5.0) -> int:
+    """Seal the free text of rows written before texts were sealed at rest (migration
+    0002), tenant by tenant, under each participant's data key; then nothing in the
+    store is plaintext. Runs once at start, in the background; waits out a rights
+    service that does not answer. Returns how many rows it sealed."""
+    sealed = 0
+    while True:
+        try:
+            for tenant_id in await store.tenants_with_plaintext():
+                while rows := await store.plaintext_answers(tenant_id, batch):
+                    for row in rows:
+                        participant = Participant(participant_id=row["participant_id"], tenant_id=tenant_id)
+                        try:
+                            key = await answers.keys.key_for(tenant_id, row["participant_id"])
+                        except ParticipantErased:
+                            await store.drop_plaintext(tenant_id, row["answer_id"])
+                            continue
+                        text = seal_text(row["text"], key.key, key.key_id, participant.participant_id, TEXT_PURPOSE)
+                        sealed += await store.seal_plaintext(tenant_id, row["answer_id"], row["text"], key.key_id,
+                                                             sealed_bytes(text))
+            if sealed:
+                log.info("legacy_texts_sealed", answers=sealed)
+            return sealed
+        except KeyServiceUnavailable:
+            await asyncio.sleep(retry_seconds)
 
 
 # --- routes ------------------------------------------------------------------------
@@ -830,7 +897,8 @@ def build_router(store: DialogueStore, answers: Answers, gateway_public_key: str
         """The answers by participant ID (the only identity a tenant sees), with the
         screening flags of each; withdrawn answers are gone from here."""
         await tenant_dialogue(tenant_id, dialogue_id)
-        found = await store.answers_of_dialogue(tenant_id, dialogue_id, question_id, participant_id, limit, offset)
+        found = await answers.opened(tenant_id, await store.answers_of_dialogue(
+            tenant_id, dialogue_id, question_id, participant_id, limit, offset))
         return TenantAnswerList(
             answers=[TenantAnswerOut(**answer_out(a), participant_id=a["participant_id"]) for a in found],
             limit=limit, offset=offset,
@@ -852,14 +920,16 @@ def build_router(store: DialogueStore, answers: Answers, gateway_public_key: str
     @router.get("/v1/me/dialogues/{dialogue_id}", tags=["participant"], responses=NO_DIALOGUE)
     async def my_dialogue(participant: CurrentParticipant, dialogue_id: Id) -> MyDialogueOut:
         dialogue = await answers.visible_dialogue(participant, dialogue_id)
-        mine = await store.answers_of_participant(participant.tenant_id, participant.participant_id)
+        mine = [a for a in await store.answers_of_participant(participant.tenant_id, participant.participant_id)
+                if a["dialogue_id"] == dialogue_id]
+        await answers.opened(participant.tenant_id, mine)
         return MyDialogueOut(
             dialogue_id=dialogue["_id"], title=dialogue["title"], intro=dialogue["intro"],
             opens_at=dialogue.get("opens_at"), closes_at=dialogue.get("closes_at"),
             accepting_answers=domain.accepts_answers(dialogue["status"], dialogue.get("opens_at"),
                                                      dialogue.get("closes_at"), now_ms()),
             questions=[question_out(q) for q in dialogue["questions"]],
-            my_answers=[AnswerOut(**answer_out(a)) for a in mine if a["dialogue_id"] == dialogue_id],
+            my_answers=[AnswerOut(**answer_out(a)) for a in mine],
         )
 
     def replied(response: Response, result: tuple[int, dict[str, Any]]) -> AnswerOut:
@@ -898,7 +968,7 @@ def build_router(store: DialogueStore, answers: Answers, gateway_public_key: str
     async def my_answers(participant: CurrentParticipant) -> AnswerList:
         """Every current answer of the participant, in any dialogue, open or not."""
         mine = await store.answers_of_participant(participant.tenant_id, participant.participant_id)
-        return AnswerList(answers=[AnswerOut(**answer_out(a)) for a in mine])
+        return AnswerList(answers=[AnswerOut(**answer_out(a)) for a in await answers.opened(participant.tenant_id, mine)])
 
     @router.put("/v1/me/answers/{answer_id}", tags=["participant"], responses=ANSWER_WRITE)
     async def change_answer(participant: CurrentParticipant, answer_id: Id, body: AnswerIn, response: Response,
@@ -927,6 +997,16 @@ def build_router(store: DialogueStore, answers: Answers, gateway_public_key: str
         if not any(a["participant_id"] == participant.participant_id for a in current):
             raise problem(409, "answer_first", "the group's answers show after you answered")
         _, k = await answers.policy(participant.tenant_id)
+        texts_total = None
+        if question.kind in ("open_text", "idea") and domain.group_view_ready(
+                len({a["participant_id"] for a in current}), k):
+            # Only the texts to be shown are opened (a random sample of the others'), so a
+            # view costs the same at 100 texts as at 100,000; below k none is.
+            others = [a for a in current
+                      if a["participant_id"] != participant.participant_id and a.get("text_sealed") is not None]
+            random.shuffle(others)
+            await answers.opened(participant.tenant_id, others[:domain.GROUP_TEXTS_SHOWN])
+            texts_total = len(others)
         group_answers = [
             domain.GroupAnswer(
                 participant_id=a["participant_id"],
@@ -937,7 +1017,7 @@ def build_router(store: DialogueStore, answers: Answers, gateway_public_key: str
             )
             for a in current
         ]
-        return domain.group_view(question, group_answers, k, participant.participant_id)
+        return domain.group_view(question, group_answers, k, participant.participant_id, texts_total=texts_total)
 
     return router
 
@@ -953,7 +1033,7 @@ def build_internal_router(store: DialogueStore, answers: Answers, internal_token
     @router.get(f"{participant_base}/data")
     async def participant_data(tenant_id: TenantIdPath, participant_id: Id) -> AnswerExportOut:
         """Every current answer of the participant in this tenant, with what was asked."""
-        mine = await store.answers_of_participant(tenant_id, participant_id)
+        mine = await answers.opened(tenant_id, await store.answers_of_participant(tenant_id, participant_id))
         dialogues = await store.dialogues_by_id(tenant_id, sorted({a["dialogue_id"] for a in mine}))
         return AnswerExportOut(store=STORE_NAME, categories=["answers"],
                                records=[exported_answer(a, dialogues.get(a["dialogue_id"])) for a in mine])

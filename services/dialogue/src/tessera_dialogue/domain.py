@@ -6,6 +6,7 @@ may show.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import random
 from collections import Counter
@@ -224,9 +225,15 @@ def idea_id_for(participant_id: str, question_id: str, idempotency_key: str) -> 
     return "i_" + hashlib.blake2b(raw, digest_size=12).hexdigest()
 
 
-def value_fingerprint(value: object) -> str:
-    """A digest of what was sent, to tell a true retry from a reused idempotency key."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+def value_fingerprint(value: object, secret: bytes | None = None) -> str:
+    """A digest of what was sent, to tell a true retry from a reused idempotency key.
+    Keyed (HMAC) with the participant's data key for free text: a plain hash of a text
+    would outlive its erasure in the store's files and confirm a guess of it; keyed, it
+    dies with the key like the sealed text itself."""
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+    if secret is not None:
+        return hmac.new(secret, canonical, hashlib.sha256).hexdigest()
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def check_idempotent_replay(stored_key: str | None, stored_fingerprint: str | None,
@@ -256,8 +263,11 @@ class GroupAnswer:
 
 
 def group_view(question: Question, answers: list[GroupAnswer], k: int, viewer: str,
-               rng: random.Random | None = None) -> dict[str, Any]:
+               rng: random.Random | None = None, texts_total: int | None = None) -> dict[str, Any]:
     """What the participant sees of the group's answers to ``question``.
+
+    ``texts_total``: how many texts the others wrote, where only a sample of them was
+    opened (see the route: a sealed text is opened only to be shown).
 
     Nothing but "not enough answers yet" below k distinct participants — not even how
     many there are, which would itself be a figure about fewer than k. No participant
@@ -283,5 +293,5 @@ def group_view(question: Question, answers: list[GroupAnswer], k: int, viewer: s
         # Shuffled, not in arrival order: the order would tell who wrote last.
         (rng or random.Random()).shuffle(texts)
         view["texts"] = texts[:GROUP_TEXTS_SHOWN]
-        view["texts_total"] = len(texts)
+        view["texts_total"] = len(texts) if texts_total is None else texts_total
     return view

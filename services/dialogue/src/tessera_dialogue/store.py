@@ -38,7 +38,8 @@ STORE_NAME = "dialogue.answers"
 #: What a reader of an answer gets: everything but how a replay is recognised
 #: (idempotency key, fingerprint), which a tenant must never see.
 ANSWER_COLUMNS = (
-    "answer_id, tenant_id, participant_id, dialogue_id, question_id, kind, text, choices, scale_value,"
+    "answer_id, tenant_id, participant_id, dialogue_id, question_id, kind, text_key_id, text_sealed, choices,"
+    " scale_value,"
     " screening_action, findings, screening_kinds, version, submitted_at, updated_at, withdrawn_at"
 )
 DIALOGUE_COLUMNS = (
@@ -49,8 +50,9 @@ DIALOGUE_COLUMNS = (
 DIALOGUE_CHANGEABLE = frozenset({"title", "intro", "opens_at", "closes_at", "questions", "status", "updated_at",
                                  "closed_at"})
 #: The answer columns a submission writes.
-ANSWER_WRITTEN = ("kind", "text", "choices", "scale_value", "screening_action", "findings", "screening_kinds",
-                  "idempotency_key", "fingerprint", "updated_at")
+#: Free text only sealed (text_key_id, text_sealed): see migrations/0002_sealed_text.sql.
+ANSWER_WRITTEN = ("kind", "text_key_id", "text_sealed", "choices", "scale_value", "screening_action", "findings",
+                  "screening_kinds", "idempotency_key", "fingerprint", "updated_at")
 
 
 class ParticipantErasedError(Exception):
@@ -302,7 +304,7 @@ class DialogueStore:
                     inserted = await connection.fetchval(
                         "INSERT INTO answers (tenant_id, answer_id, participant_id, dialogue_id, question_id,"
                         " version, submitted_at, " + ", ".join(ANSWER_WRITTEN) + ")"
-                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
                         " ON CONFLICT (tenant_id, answer_id) DO NOTHING RETURNING 1",
                         tenant_id, answer["_id"], participant_id, answer["dialogue_id"], answer["question_id"],
                         answer["version"], answer["submitted_at"], *(answer[c] for c in ANSWER_WRITTEN),
@@ -312,7 +314,7 @@ class DialogueStore:
                 else:
                     assignments = ", ".join(f"{c} = ${i + 5}" for i, c in enumerate(ANSWER_WRITTEN))
                     status = await connection.execute(
-                        f"UPDATE answers SET {assignments}, version = $4, withdrawn_at = NULL"
+                        f"UPDATE answers SET {assignments}, text = NULL, version = $4, withdrawn_at = NULL"
                         " WHERE tenant_id = $1 AND answer_id = $2 AND version = $3 AND participant_id = $"
                         f"{len(ANSWER_WRITTEN) + 5}",
                         tenant_id, answer["_id"], expected_version, expected_version + 1,
@@ -335,7 +337,8 @@ class DialogueStore:
         to update."""
         async with self.unit(tenant_id) as uow:
             participant_id = await uow.connection.fetchval(
-                "UPDATE answers SET withdrawn_at = $4, updated_at = $4, version = version + 1, text = NULL,"
+                "UPDATE answers SET withdrawn_at = $4, updated_at = $4, version = version + 1, text_key_id = NULL,"
+                " text_sealed = NULL,"
                 " choices = '{}', scale_value = NULL, screening_action = 'none', findings = '[]'::jsonb,"
                 " screening_kinds = '{}', idempotency_key = NULL, fingerprint = NULL"
                 " WHERE tenant_id = $1 AND answer_id = $2 AND version = $3 AND withdrawn_at IS NULL"
@@ -367,7 +370,7 @@ class DialogueStore:
         """Every current answer to the question, as the group view needs it."""
         async with self.unit(tenant_id) as uow:
             rows = await uow.connection.fetch(
-                "SELECT participant_id, choices, scale_value, text, findings FROM answers"
+                "SELECT participant_id, choices, scale_value, text_key_id, text_sealed, findings FROM answers"
                 " WHERE tenant_id = $1 AND dialogue_id = $2 AND question_id = $3 AND withdrawn_at IS NULL",
                 tenant_id, dialogue_id, question_id,
             )
@@ -405,6 +408,34 @@ class DialogueStore:
                 tenant_id, dialogue_id, limit,
             )
         return [row["participant_id"] for row in rows]
+
+    # --- rows from before sealing ------------------------------------------
+
+    async def tenants_with_plaintext(self) -> list[str]:
+        async with self.unit(None) as uow:
+            return [row[0] for row in await uow.connection.fetch("SELECT tenants_with_plaintext_answers()")]
+
+    async def plaintext_answers(self, tenant_id: str, limit: int) -> list[dict[str, Any]]:
+        async with self.unit(tenant_id) as uow:
+            rows = await uow.connection.fetch(
+                "SELECT answer_id, participant_id, text FROM answers WHERE tenant_id = $1 AND text IS NOT NULL"
+                " ORDER BY answer_id LIMIT $2", tenant_id, limit)
+        return [dict(row) for row in rows]
+
+    async def seal_plaintext(self, tenant_id: str, answer_id: str, text: str, key_id: str, sealed: bytes) -> bool:
+        """Replace the row's plaintext with its sealed form, if the text is still the
+        one that was sealed (an edit meanwhile wrote a sealed text already)."""
+        async with self.unit(tenant_id) as uow:
+            status = await uow.connection.execute(
+                "UPDATE answers SET text = NULL, text_key_id = $4, text_sealed = $5"
+                " WHERE tenant_id = $1 AND answer_id = $2 AND text = $3", tenant_id, answer_id, text, key_id, sealed)
+        return status == "UPDATE 1"
+
+    async def drop_plaintext(self, tenant_id: str, answer_id: str) -> None:
+        """The participant was erased (their key is gone): the text goes unsealed."""
+        async with self.unit(tenant_id) as uow:
+            await uow.connection.execute(
+                "UPDATE answers SET text = NULL WHERE tenant_id = $1 AND answer_id = $2", tenant_id, answer_id)
 
     # --- erasure ---------------------------------------------------------
 

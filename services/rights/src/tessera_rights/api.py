@@ -14,7 +14,7 @@ import base64
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, NoReturn
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, PlainTextResponse
 from opentelemetry import metrics
@@ -62,7 +62,53 @@ class DataKeyOut(BaseModel):
     key: str = Field(description="base64 of the 32-byte AES-256-GCM data key")
 
 
-def build_data_key_router(store: RightsStore, internal_token: str, erased_marker_key: str, master_key: bytes) -> APIRouter:
+#: At most this many keys in one batch (a group view of 100 texts needs one call).
+MAX_KEYS_PER_BATCH = 500
+#: The longest a process may keep an unwrapped key in memory (issue 12): 60 s.
+MAX_HOLD_SECONDS = 60
+#: Added to a holder's bound: its cache's clock starts when the answer arrives, a
+#: little after this service wrote the bound.
+HOLD_GRACE = timedelta(seconds=5)
+HolderId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]{1,128}$")]
+
+
+class DataKeyBatchIn(StrictBody):
+    tenant_id: Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+    participant_ids: list[Annotated[str, StringConstraints(pattern=ID_PATTERN)]] = Field(
+        min_length=1, max_length=MAX_KEYS_PER_BATCH)
+
+
+class DataKeyBatchOut(BaseModel):
+    keys: list[DataKeyOut] = Field(description="the keys that exist, of this tenant's participants only")
+    missing: list[str] = Field(description="asked for, with no key here: never had one, another tenant's, or erased")
+
+
+class KeyDropIn(StrictBody):
+    tenant_id: Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+    holder: HolderId
+    request_id: Annotated[str, StringConstraints(pattern=ID_PATTERN)] | None = None
+
+
+class KeyHold(BaseModel):
+    holder: str
+    seconds: int
+
+
+def key_hold(
+    holder: Annotated[HolderId | None, Header(
+        alias="Tessera-Key-Holder",
+        description="sent by a caller that caches the keys it gets: its process's ID, so an erasure knows whom "
+                    "to wait for (see `data-key-destroyed`)")] = None,
+    seconds: Annotated[int, Header(
+        alias="Tessera-Key-Hold-Seconds", ge=1, le=MAX_HOLD_SECONDS,
+        description="how long that caller keeps a key (at most 60; assumed 60 when not said)")] = MAX_HOLD_SECONDS,
+) -> KeyHold | None:
+    """No holder: the caller does not cache (a bound alone names nobody to wait for)."""
+    return KeyHold(holder=holder, seconds=seconds) if holder is not None else None
+
+
+def build_data_key_router(store: RightsStore, desk: Desk, internal_token: str, erased_marker_key: str,
+                          master_key: bytes) -> APIRouter:
     meter = metrics.get_meter("tessera.rights")
     outcomes = meter.create_counter(
         "tessera_rights_data_key_requests", unit="1", description="data-key requests by operation and outcome"
@@ -93,10 +139,41 @@ def build_data_key_router(store: RightsStore, internal_token: str, erased_marker
             key=base64.b64encode(key).decode(),
         )
 
+    Hold = Annotated[KeyHold | None, Depends(key_hold)]
+
+    async def held(tenant_id: str, participant_ids: list[str], hold: KeyHold | None) -> set[str]:
+        """Which of the participants' keys may be handed out: all that exist when the
+        caller does not cache; otherwise those recorded as held by it (a key destroyed
+        meanwhile is not)."""
+        if hold is None:
+            return set(participant_ids)
+        until = datetime.now(UTC) + timedelta(seconds=hold.seconds) + HOLD_GRACE
+        return await store.hold_keys(tenant_id, {p: marker_of(p) for p in participant_ids}, hold.holder, until)
+
+    @router.post("/data-keys:batchGet")
+    async def data_keys_batch(body: DataKeyBatchIn, hold: Hold) -> DataKeyBatchOut:
+        """The existing keys of many participants of one tenant, for opening their texts
+        (a group view, a listing) in one call. Creates none."""
+        wanted = sorted(set(body.participant_ids))
+        found = {k.participant_id: k for k in await store.data_keys_of(body.tenant_id, wanted)}
+        handed = await held(body.tenant_id, sorted(found), hold) if found else set()
+        outcomes.add(1, {"operation": "batch", "outcome": "found" if handed else "none"})
+        return DataKeyBatchOut(keys=[key_out(found[p]) for p in sorted(handed)],
+                               missing=[p for p in wanted if p not in handed])
+
+    @router.post("/data-keys/{participant_id}/drops", status_code=status.HTTP_204_NO_CONTENT)
+    async def key_dropped(participant_id: ParticipantId, body: KeyDropIn) -> Response:
+        """A holder dropped the participant's key from memory (after ``data-key-destroyed``).
+        Idempotent; a holder not known to hold the key is no error."""
+        await desk.key_dropped(body.tenant_id, participant_id, body.holder, body.request_id)
+        outcomes.add(1, {"operation": "drop", "outcome": "recorded"})
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
     @router.put("/data-keys/{participant_id}", status_code=status.HTTP_201_CREATED,
                 responses={200: {"model": DataKeyOut, "description": "the key the participant has"},
                            **errors(409, 410, e409="the key belongs to another tenant (`wrong_tenant`)")})
-    async def create_or_get_data_key(participant_id: ParticipantId, body: DataKeyIn, response: Response) -> DataKeyOut:
+    async def create_or_get_data_key(participant_id: ParticipantId, body: DataKeyIn, response: Response,
+                                     hold: Hold) -> DataKeyOut:
         """Create-or-get: 201 with a new key, 200 with the one the participant has."""
         marker = marker_of(participant_id)
         if await store.is_erased(marker):
@@ -119,6 +196,8 @@ def build_data_key_router(store: RightsStore, internal_token: str, erased_marker
                 refuse("put", "erased")
         if stored.tenant_id != body.tenant_id:
             refuse("put", "wrong_tenant")
+        if participant_id not in await held(stored.tenant_id, [participant_id], hold):
+            refuse("put", "erased")  # destroyed since it was read
         outcomes.add(1, {"operation": "put", "outcome": "created" if created else "existing"})
         if created:
             log.info("data_key_created")
@@ -127,12 +206,14 @@ def build_data_key_router(store: RightsStore, internal_token: str, erased_marker
         return key_out(stored)
 
     @router.get("/data-keys/{participant_id}", responses=errors(404, 410))
-    async def get_data_key(participant_id: ParticipantId) -> DataKeyOut:
+    async def get_data_key(participant_id: ParticipantId, hold: Hold) -> DataKeyOut:
         stored = await store.data_key(participant_id)
         if await store.is_erased(marker_of(participant_id)):
             refuse("get", "erased")
         if stored is None:
             refuse("get", "no_key")
+        if participant_id not in await held(stored.tenant_id, [participant_id], hold):
+            refuse("get", "erased")
         outcomes.add(1, {"operation": "get", "outcome": "found"})
         return key_out(stored)
 

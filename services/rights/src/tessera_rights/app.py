@@ -120,6 +120,7 @@ def create_app(
             build_requests_router(desk, settings.gateway_public_key, public_key),
             build_data_key_router(
                 store,
+                desk,
                 internal_token=internal_token,
                 erased_marker_key=settings.erased_marker_key.get_secret_value(),
                 master_key=parse_master_key(settings.data_key_master_key.get_secret_value()),

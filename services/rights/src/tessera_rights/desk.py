@@ -40,6 +40,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tessera_common.datamap import erasure_stores, objection_stores
 from tessera_common.events import (
+    DataKeyDestroyed,
+    DataKeyDestroyedData,
     ErasureRequested,
     ErasureRequestedData,
     EventEnvelope,
@@ -63,6 +65,10 @@ STATUS_SECRET_PREFIX = "rss"
 AGGREGATE = "rights_request"
 #: This service's own store in the data map: it erases the data key itself, first.
 OWN_STORE = "rights.data_keys"
+#: Not a store but every process that may hold the destroyed key in memory (a bounded
+#: cache, :mod:`tessera_common.datakeys`): an erasure waits for each to confirm that it
+#: dropped the key, or for its bound to pass, and the receipt says so.
+KEY_CACHES = "key_caches"
 #: The stores that hold a participant's data and give it for access and export, by
 #: the service that answers for them.
 ACCESS_STORES = {"enrolment": "enrolment.devices", "dialogue": "dialogue.answers",
@@ -200,12 +206,20 @@ class Desk:
         async with self.store.unit(request["tenant_id"]) as uow:
             await uow.lock_chain()
             await self.audit(uow, request, "request_received")
-            if request["scope"] is None:
+            destroyed_key = request["scope"] is None
+            if destroyed_key:
                 destroyed = await uow.destroy_data_key(request["subject"], participant_id, now)
                 await self.audit(uow, request, "data_key_destroyed", store=OWN_STORE)
-                request["progress"] = [_confirmed(OWN_STORE, now, destroyed)]
+                holds = await uow.outstanding_holds(participant_id, now)
+                request["progress"] = [_confirmed(OWN_STORE, now, destroyed),
+                                       _pending(KEY_CACHES) if holds else _confirmed(KEY_CACHES, now, 0)]
+                if holds:  # settled by the holders' word, or at the latest when their bound passes
+                    request["next_retry_at"] = min(request["next_retry_at"], max(h["held_until"] for h in holds))
             request["progress"] += [_pending(name) for name in sorted(stores)]
             await uow.insert_request(request)
+            if destroyed_key:
+                await uow.publish(self._key_destroyed_event(request), Topics.DATA_KEY_DESTROYED, key,
+                                  aggregatetype=AGGREGATE)
             erasure = self._erasure_event(request)
             notice = ParticipantErasureNotice(
                 source=SOURCE, subject=request["_id"], tenant_id=request["tenant_id"],
@@ -216,6 +230,44 @@ class Desk:
             await self.audit(uow, request, "erasure_requested", stores=sorted(stores))
         log.info("erasure_requested", actor=request["actor"], scoped=request["scope"] is not None)
         return Received(_public(request), created=True, status_secret=status_secret)
+
+    def _key_destroyed_event(self, request: dict[str, Any]) -> DataKeyDestroyed:
+        """To every process that caches data keys (each replica reads it)."""
+        return DataKeyDestroyed(
+            source=SOURCE, subject=request["_id"], tenant_id=request["tenant_id"],
+            data=DataKeyDestroyedData(participant_id=request["participant_id"], request_id=request["_id"],
+                                      destroyed_at=request["received_at"]),
+        )
+
+    async def key_dropped(self, tenant_id: str, participant_id: str, holder: str, request_id: str | None) -> bool:
+        """A holder's confirmation that it dropped the participant's key from its
+        cache; when it was the last that may hold it, the erasure's ``key_caches`` step
+        is confirmed (and the erasure completes if nothing else is pending). Repeated,
+        it changes nothing. False if the holder was not known to hold the key."""
+        async with self.store.unit(tenant_id) as uow:
+            await uow.lock_chain()
+            recorded = await uow.record_drop(participant_id, holder, now_ms())
+            if request_id is not None:
+                request = await uow.request_for_update(request_id)
+                if (request is not None and request["kind"] == "erasure" and request["status"] == "in_progress"
+                        and request.get("participant_id") == participant_id):
+                    await self._settle_key_caches(uow, request)
+        return recorded
+
+    async def _settle_key_caches(self, uow: RightsUnit, request: dict[str, Any]) -> bool:
+        """Confirm ``key_caches`` once no holder may still have the key: each confirmed
+        the drop or outlived its bound. True if it is (or was already) confirmed."""
+        entry = next((p for p in request["progress"] if p["store"] == KEY_CACHES), None)
+        if entry is None or entry["status"] == "confirmed":
+            return True
+        now = now_ms()
+        if await uow.outstanding_holds(request["participant_id"], now):
+            return False
+        dropped = await uow.dropped_holds(request["participant_id"])
+        await self.audit(uow, request, "store_confirmed", store=KEY_CACHES, documents_deleted=dropped)
+        await self._advance(uow, request, [_confirmed(KEY_CACHES, now, dropped) if p["store"] == KEY_CACHES else p
+                                           for p in request["progress"]])
+        return True
 
     def _erasure_event(self, request: dict[str, Any], stores: list[str] | None = None) -> ErasureRequested:
         """To every store, or (a retry) to ``stores`` only."""
@@ -375,6 +427,7 @@ class Desk:
             log.info("rights_request_completed", kind=request["kind"])
         await uow.update_request(request["_id"], fields)
         if erased:
+            await uow.forget_holds(request["participant_id"])
             await uow.forget_participant(request["subject"])
         request.update(fields)
 
@@ -406,13 +459,20 @@ class Desk:
                 await self._advance(uow, request, _access_progress(parts, now))
                 if request["status"] != "in_progress":
                     return 0
+            if request["kind"] == "erasure" and request.get("participant_id"):
+                await self._settle_key_caches(uow, request)
+                if request["status"] != "in_progress":
+                    return 0
             pending = domain.pending_stores({p["store"]: p for p in request["progress"]})
             await self._schedule_retry(uow, request, pending, self._event_to_repeat(request, pending))
         return 1
 
     def _event_to_repeat(self, request: dict[str, Any], pending: list[str]) -> tuple[EventEnvelope, str] | None:
         if request["kind"] == "erasure":
-            return self._erasure_event(request, pending), Topics.ERASURE_REQUESTED
+            stores = [name for name in pending if name != KEY_CACHES]
+            if not stores:  # only caches are waited for: tell them again
+                return self._key_destroyed_event(request), Topics.DATA_KEY_DESTROYED
+            return self._erasure_event(request, stores), Topics.ERASURE_REQUESTED
         if request["kind"] == "objection":
             return self._objection_event(request), Topics.OBJECTION_RECORDED
         return None
@@ -420,8 +480,12 @@ class Desk:
     async def _schedule_retry(self, uow: RightsUnit, request: dict[str, Any], pending: list[str],
                               event: tuple[EventEnvelope, str] | None) -> None:
         attempts = request["attempts"] + 1
-        await uow.update_request(request["_id"], {"attempts": attempts,
-                                                  "next_retry_at": now_ms() + retry_delay(attempts, self.timing)})
+        next_retry_at = now_ms() + retry_delay(attempts, self.timing)
+        if KEY_CACHES in pending and request.get("participant_id"):
+            holds = await uow.outstanding_holds(request["participant_id"], now_ms())
+            if holds:  # look again when the last bound passes, whatever the back-off says
+                next_retry_at = min(next_retry_at, max(h["held_until"] for h in holds))
+        await uow.update_request(request["_id"], {"attempts": attempts, "next_retry_at": next_retry_at})
         await self.audit(uow, request, "retry", stores=pending, attempt=attempts)
         if event is not None and request.get("participant_id"):
             await uow.publish(event[0], event[1], partition_key(request["participant_id"]), aggregatetype=AGGREGATE)

@@ -27,7 +27,13 @@ from typing import Any
 
 import asyncpg
 
-from tessera_common.events import TenantRegistered
+from tessera_common.events import (
+    DataKeyDestroyed,
+    DataKeyDestroyedData,
+    TenantRegistered,
+    Topics,
+    partition_key,
+)
 from tessera_common.postgres import Database, UnitOfWork
 from tessera_rights.domain import GENESIS_HASH, WrappedDataKey, chain_entry
 
@@ -152,6 +158,34 @@ class RightsUnit(UnitOfWork):
     async def is_erased(self, marker: str) -> bool:
         return await self.connection.fetchval(
             "SELECT 1 FROM erased_participants WHERE marker = $1", marker) is not None
+
+    async def outstanding_holds(self, participant_id: str, now: datetime) -> list[dict[str, Any]]:
+        """The processes that may still have the participant's key in memory: those
+        that have not confirmed dropping it and whose bound has not passed. Read after
+        the key's destruction under the participant's key lock, the set can only
+        shrink: no hold is added for a key that is gone."""
+        rows = await self.connection.fetch(
+            "SELECT holder, held_until FROM key_holders WHERE tenant_id = $1 AND participant_id = $2"
+            " AND dropped_at IS NULL AND held_until > $3 ORDER BY holder",
+            self.tenant_id, participant_id, now)
+        return [dict(row) for row in rows]
+
+    async def record_drop(self, participant_id: str, holder: str, now: datetime) -> bool:
+        """A holder's word that it dropped the participant's key; False if it was not
+        recorded as holding it (or said so already)."""
+        status = await self.connection.execute(
+            "UPDATE key_holders SET dropped_at = $4 WHERE tenant_id = $1 AND participant_id = $2 AND holder = $3"
+            " AND dropped_at IS NULL", self.tenant_id, participant_id, holder, now)
+        return status == "UPDATE 1"
+
+    async def dropped_holds(self, participant_id: str) -> int:
+        return await self.connection.fetchval(
+            "SELECT count(*) FROM key_holders WHERE tenant_id = $1 AND participant_id = $2 AND dropped_at IS NOT NULL",
+            self.tenant_id, participant_id)
+
+    async def forget_holds(self, participant_id: str) -> None:
+        await self.connection.execute(
+            "DELETE FROM key_holders WHERE tenant_id = $1 AND participant_id = $2", self.tenant_id, participant_id)
 
 
 class RightsStore:
@@ -335,11 +369,56 @@ class RightsStore:
             if tenant_id is not None:
                 uow.tenant_id = tenant_id
                 await uow.connection.execute("SELECT set_config('tessera.tenant_id', $1, true)", tenant_id)
-            return await uow.destroy_data_key(marker, participant_id, now)
+            destroyed = await uow.destroy_data_key(marker, participant_id, now)
+            if destroyed and tenant_id is not None:  # every cache that holds it drops it
+                event = DataKeyDestroyed(
+                    source="tessera/rights", subject=marker, tenant_id=tenant_id,
+                    data=DataKeyDestroyedData(participant_id=participant_id, destroyed_at=now))
+                await uow.publish(event, Topics.DATA_KEY_DESTROYED, partition_key(participant_id),
+                                  aggregatetype="data_key")
+            return destroyed
 
     async def is_erased(self, marker: str) -> bool:
         async with self.unit(None) as uow:
             return await uow.is_erased(marker)
+
+    async def data_keys_of(self, tenant_id: str, participant_ids: list[str]) -> list[WrappedDataKey]:
+        """The keys of those of ``participant_ids`` that have one in this tenant (row-level
+        security hides every other tenant's)."""
+        async with self.unit(tenant_id) as uow:
+            rows = await uow.connection.fetch(
+                "SELECT participant_id, tenant_id, key_id, nonce, wrapped, created_at FROM data_keys"
+                " WHERE tenant_id = $1 AND participant_id = ANY($2::text[])", tenant_id, participant_ids)
+        return [WrappedDataKey(**dict(row)) for row in rows]
+
+    async def hold_keys(self, tenant_id: str, markers: dict[str, str], holder: str, until: datetime) -> set[str]:
+        """Record ``holder`` as holding the keys of the participants in ``markers``
+        (participant ID → erased marker) until ``until``, and return those whose key
+        still exists: the caller hands out only those. Each participant's key lock is
+        taken shared, so this waits for a destruction under way and a destruction waits
+        for this: a destruction either comes first (the key is not handed out) or sees
+        this hold (and waits for the holder to drop the key)."""
+        participant_ids = sorted(markers)
+        async with self.unit(tenant_id) as uow:
+            await uow.connection.execute(
+                "SELECT pg_advisory_xact_lock_shared($1, hashtext(m)) FROM unnest($2::text[]) AS m ORDER BY m",
+                DATA_KEY_LOCKS, [markers[p] for p in participant_ids])
+            present = await uow.connection.fetch(
+                "SELECT participant_id FROM data_keys WHERE tenant_id = $1 AND participant_id = ANY($2::text[])",
+                tenant_id, participant_ids)
+            held = [row["participant_id"] for row in present]
+            if held:
+                await uow.connection.execute(
+                    "INSERT INTO key_holders (tenant_id, participant_id, holder, held_until)"
+                    " SELECT $1, p, $3, $4 FROM unnest($2::text[]) AS p"
+                    " ON CONFLICT (tenant_id, participant_id, holder) DO UPDATE"
+                    " SET held_until = greatest(key_holders.held_until, EXCLUDED.held_until), dropped_at = NULL",
+                    tenant_id, held, holder, until)
+        return set(held)
+
+    async def forget_expired_holds(self, now: datetime) -> int:
+        async with self.unit(None) as uow:
+            return await uow.connection.fetchval("SELECT forget_expired_key_holds($1)", now)
 
 
 async def _read_request(connection: asyncpg.Connection, tenant_id: str, request_id: str,
