@@ -15,7 +15,10 @@ An erasure, in order (DESIGN.md §1, §4.3–§4.6):
 4. A store that has not confirmed is asked again with capped exponential back-off, for
    as long as it takes; the request stays ``in_progress`` and visible as such.
 5. Only when every store confirmed is the request ``completed``: the raw participant ID
-   is removed from it, and a receipt listing the stores is signed (Ed25519).
+   is removed from it, and a receipt listing the stores is signed (Ed25519). The receipt
+   names ``final_after_epoch``, the key epoch the destroyed key was wrapped under: once
+   that epoch is retired (:mod:`.epochs`), no leftover copy of the wrapped key in any
+   file or backup can be opened, and the request shows ``final_at``.
 
 The audit trail gets an entry for each step, with the keyed marker in place of the
 participant ID and nothing of the erased data.
@@ -180,6 +183,7 @@ class Desk:
             "next_retry_at": None,
             "progress": [],
             "receipt": None,
+            "final_after_epoch": None,
         }
         if kind == "erasure":
             return await self._erase(request)
@@ -201,7 +205,8 @@ class Desk:
             await uow.lock_chain()
             await self.audit(uow, request, "request_received")
             if request["scope"] is None:
-                destroyed = await uow.destroy_data_key(request["subject"], participant_id, now)
+                destroyed, request["final_after_epoch"] = await uow.destroy_data_key(
+                    request["subject"], participant_id, now)
                 await self.audit(uow, request, "data_key_destroyed", store=OWN_STORE)
                 request["progress"] = [_confirmed(OWN_STORE, now, destroyed)]
             request["progress"] += [_pending(name) for name in sorted(stores)]
@@ -214,6 +219,7 @@ class Desk:
             await uow.publish(erasure, Topics.ERASURE_REQUESTED, key, aggregatetype=AGGREGATE)
             await uow.publish(notice, notices, key, aggregatetype=AGGREGATE)
             await self.audit(uow, request, "erasure_requested", stores=sorted(stores))
+        self.store.database.vacuum_soon(["data_keys", "outbox"])
         log.info("erasure_requested", actor=request["actor"], scoped=request["scope"] is not None)
         return Received(_public(request), created=True, status_secret=status_secret)
 
@@ -376,6 +382,7 @@ class Desk:
         await uow.update_request(request["_id"], fields)
         if erased:
             await uow.forget_participant(request["subject"])
+            self.store.database.vacuum_soon(["requests"])  # the old row versions hold the raw ID
         request.update(fields)
 
     async def retry_due(self) -> int:
@@ -484,7 +491,8 @@ def _detail(response: httpx.Response) -> tuple[str, str]:
 
 def _receipt(request: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
     """What the receipt proves: this request, for this (keyed) subject, was confirmed by
-    these stores at these times, at this position of the tenant's audit chain."""
+    these stores at these times, at this position of the tenant's audit chain, and is
+    final in every file once ``final_after_epoch`` is retired."""
     return {
         "type": "tessera.erasure-receipt.v1",
         "request_id": request["_id"],
@@ -498,6 +506,9 @@ def _receipt(request: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
         "stores": [{"store": p["store"], "confirmed_at": p["confirmed_at"].isoformat(),
                     "documents_deleted": p["documents_deleted"]} for p in request["progress"]],
         "audit": {"seq": entry["seq"], "hash": entry["hash"]},
+        # After this key epoch's retirement no copy of the participant's wrapped data
+        # key in any file or backup opens (null: a dialogue-scoped erasure, no key).
+        "final_after_epoch": request.get("final_after_epoch"),
     }
 
 
