@@ -26,6 +26,7 @@ Category = Literal[
     "objection_markers",  # HMACs of participants who objected to analysis
     "outbox",  # events committed with a change, until the relay has published them
     "inbox",  # ids of events a consumer has applied: no participant data
+    "key_epochs",  # wrapping-key epochs and their times: no key material, no participant data
 ]
 
 
@@ -77,6 +78,7 @@ DATA_MAP: tuple[Table, ...] = _INFRASTRUCTURE + (
     Table("rights", "requests", ("rights_requests",)),
     Table("rights", "audit", ("audit_trail",)),
     Table("rights", "audit_heads", ("audit_trail",)),
+    Table("rights", "key_epochs", ("key_epochs",)),
 )
 
 
