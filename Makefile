@@ -59,8 +59,10 @@ lint: deps
 ## erasure completion time at growing totals stored (ERASURE_TOTALS, e.g. 10000,1000000);
 ## event-to-figure lag under a steady answer load and a 100,000-answer dialogue's query time;
 ## the suppression rules' cost per table, exact audit included; a killed consumer consuming
-## again; the fault table (each service killed, the broker and the store restarted, under load).
+## again; one key-epoch rotation with ROTATION_TOTALS live keys and data-key requests served
+## meanwhile; the fault table (each service killed, the broker and the store restarted, under load).
 ERASURE_TOTALS ?= 10000,100000,1000000
+ROTATION_TOTALS ?= 100000,1000000
 bench: stack-fetch
 	$(UV) run --frozen python -m bench.enrolment
 	$(UV) run --frozen python -m bench.answers
@@ -69,6 +71,7 @@ bench: stack-fetch
 	$(UV) run --frozen python -m bench.analytics
 	$(UV) run --frozen python -m bench.suppression
 	$(UV) run --frozen python -m bench.recovery
+	ROTATION_TOTALS=$(ROTATION_TOTALS) $(UV) run --frozen python -m bench.rotation
 	$(UV) run --frozen python -m bench.faults
 
 clean:

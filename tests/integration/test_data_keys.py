@@ -178,7 +178,7 @@ async def test_the_stored_key_is_wrapped_never_plaintext(rights, rights_db):
 
     [document] = await fetch(rights_db, "SELECT * FROM data_keys WHERE participant_id = $1", participant_id)
 
-    assert set(document) == {"participant_id", "tenant_id", "key_id", "nonce", "wrapped", "created_at"}
+    assert set(document) == {"participant_id", "tenant_id", "key_id", "nonce", "wrapped", "created_at", "epoch"}
     assert document["key_id"] == body["key_id"]
     stored = repr(document).encode() + document["nonce"] + document["wrapped"]
     for form in (key, body["key"].encode(), base64.urlsafe_b64encode(key), key.hex().encode()):

@@ -63,8 +63,10 @@ def test_the_master_key_must_be_base64_of_32_bytes():
             parse_master_key(bad)
 
 
-def test_production_refuses_the_development_master_key():
-    real = {"operator_key": "o" * 40, "internal_token": "i" * 40, "erased_marker_key": "e" * 40}
+def test_production_refuses_the_development_master_key(tmp_path):
+    keyring = tmp_path / "keyring.json"
+    real = {"operator_key": "o" * 40, "internal_token": "i" * 40, "erased_marker_key": "e" * 40,
+            "keyring_path": keyring}
     with pytest.raises(ValueError, match="DATA_KEY_MASTER_KEY"):
         RightsSettings(environment="production", **real)
     master_key = base64.b64encode(new_data_key()).decode()
@@ -73,6 +75,12 @@ def test_production_refuses_the_development_master_key():
     receipt_key = base64.b64encode(new_data_key()).decode()  # any 32 bytes are an Ed25519 private key
     assert RightsSettings(environment="production", data_key_master_key=master_key,
                           receipt_signing_key=receipt_key, **real)
+    # The keyring is required; once it exists the master key (epoch 1's) is not needed.
+    with pytest.raises(ValueError, match="KEYRING_PATH"):
+        RightsSettings(environment="production", data_key_master_key=master_key, receipt_signing_key=receipt_key,
+                       **{**real, "keyring_path": None})
+    keyring.write_text("{}")
+    assert RightsSettings(environment="production", receipt_signing_key=receipt_key, **real)
 
 
 def test_a_data_key_never_shows_its_bytes():

@@ -214,6 +214,9 @@ def run(settings: StackSettings) -> int:
             TESSERA_RIGHTS_URL=f"http://127.0.0.1:{settings.rights_port}",
             TESSERA_ANALYTICS_URL=f"http://127.0.0.1:{settings.analytics_port}",
         )
+        # The rights service's keyring (the data-key wrapping keys by epoch): under the
+        # run folder, never beside the PostgreSQL cluster whose data it protects.
+        service_env["rights"].setdefault("TESSERA_KEYRING_PATH", str(settings.run_dir / "keys" / "rights-keyring.json"))
         bin_dir = Path(sys.executable).parent
         for service in SERVICES:
             port = getattr(settings, f"{service}_port")

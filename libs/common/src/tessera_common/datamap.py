@@ -27,6 +27,7 @@ Category = Literal[
     "key_holds",  # which process may hold whose data key in memory, until when; the raw ID only while it may
     "outbox",  # events committed with a change, until the relay has published them
     "inbox",  # ids of events a consumer has applied: no participant data
+    "key_epochs",  # wrapping-key epochs and their times: no key material, no participant data
 ]
 
 
@@ -81,6 +82,7 @@ DATA_MAP: tuple[Table, ...] = _INFRASTRUCTURE + (
     Table("rights", "key_holders", ("key_holds",)),
     Table("rights", "audit", ("audit_trail",)),
     Table("rights", "audit_heads", ("audit_trail",)),
+    Table("rights", "key_epochs", ("key_epochs",)),
 )
 
 

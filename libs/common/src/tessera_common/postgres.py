@@ -20,6 +20,10 @@ Store rules (DESIGN.md §5):
 - The schema is versioned migrations (yoyo: plain SQL files, applied under a lock so
   that replicas starting together apply each one once), run by ``tessera-migrate`` and
   by the service at start when it is behind, as the database's owner role.
+- Vacuum after erasure: the tables erasure deletes from have eager autovacuum settings
+  (each service's ``0090_vacuum``-style migration), and with the owner's address a
+  service also runs ``VACUUM`` on them soon after an erasure
+  (:meth:`Database.vacuum_soon`), so erased rows' space is reused promptly.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -93,13 +98,17 @@ class Database:
     and, for migrations only, the owner's address."""
 
     def __init__(self, url: str, owner_url: str | None, migrations: Sequence[Path],
-                 min_size: int = 1, max_size: int = 10) -> None:
+                 min_size: int = 1, max_size: int = 10, vacuum_interval_seconds: float = 60.0) -> None:
         self._url = url
         self._owner_url = owner_url
         self._migrations = list(migrations)
         self._min_size = min_size
         self._max_size = max_size
         self._pool: asyncpg.Pool | None = None
+        self._vacuum_interval = vacuum_interval_seconds
+        self._vacuum_pending: set[str] = set()
+        self._vacuum_task: asyncio.Task | None = None
+        self._vacuumed_at = 0.0
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -117,9 +126,43 @@ class Database:
             # (PgBouncer) in front this would need statement_cache_size=0.
         )
 
+    def vacuum_soon(self, tables: Sequence[str]) -> None:
+        """Ask for ``VACUUM`` of ``tables`` (after an erasure, so the erased rows' space is
+        reused promptly): run as the owner (PostgreSQL lets only a table's owner vacuum
+        it, and never inside a transaction), a few seconds from now and at most once per
+        ``vacuum_interval_seconds``, all tables asked for meanwhile together. Without
+        the owner's address it does nothing (autovacuum, tuned by the migrations, does
+        it). A failure is logged, never raised: the erasure does not depend on it."""
+        if not self._owner_url or self._pool is None:
+            return
+        self._vacuum_pending.update(tables)
+        if self._vacuum_task is None or self._vacuum_task.done():
+            self._vacuum_task = asyncio.get_running_loop().create_task(self._vacuum_later())
+
+    async def _vacuum_later(self) -> None:
+        delay = max(2.0, self._vacuumed_at + self._vacuum_interval - time.monotonic())
+        await asyncio.sleep(delay)
+        tables, self._vacuum_pending = sorted(self._vacuum_pending), set()
+        self._vacuumed_at = time.monotonic()
+        try:
+            connection = await asyncpg.connect(self._owner_url)
+            try:
+                for table in tables:
+                    await connection.execute(f'VACUUM "{table}"')
+            finally:
+                await connection.close()
+            log.info("vacuumed_after_erasure", tables=tables)
+        except Exception as exc:
+            log.warning("vacuum_failed", error=type(exc).__name__)
+
     async def close(self, timeout: float = 10.0) -> None:
         """Close gracefully; a connection still held after ``timeout`` (a request that
         never finished) must not keep the process from stopping, so then terminate."""
+        if self._vacuum_task is not None:
+            self._vacuum_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._vacuum_task
+            self._vacuum_task = None
         if self._pool is not None:
             try:
                 async with asyncio.timeout(timeout):  # not wait_for: see outbox.py

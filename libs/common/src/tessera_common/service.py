@@ -52,7 +52,8 @@ def wire(settings: ServiceSettings, migrations: list[Path], span_exporter: SpanE
     broker = make_broker(settings.kafka_bootstrap_servers, telemetry.tracer_provider)
     owner_url = settings.database_owner_url.get_secret_value() if settings.database_owner_url else None
     database = Database(settings.database_url.get_secret_value(), owner_url, migrations,
-                        max_size=settings.database_pool_size)
+                        max_size=settings.database_pool_size,
+                        vacuum_interval_seconds=settings.vacuum_after_erasure_seconds)
     return Wiring(settings, telemetry, broker, database, OutboxRelay(broker, database))
 
 

@@ -48,6 +48,9 @@ class ServiceSettings(BaseSettings):
     database_owner_url: SecretStr | None = None
     #: Connections the service's pool keeps open at most (per replica).
     database_pool_size: int = Field(default=10, ge=1)
+    #: After an erasure, the tables it deleted from are vacuumed (as the owner, when
+    #: ``database_owner_url`` is set) at most once per this many seconds.
+    vacuum_after_erasure_seconds: float = Field(default=60.0, gt=0)
 
     #: OTLP/HTTP traces endpoint (e.g. http://jaeger:4318/v1/traces); unset = no export.
     otlp_endpoint: str | None = None

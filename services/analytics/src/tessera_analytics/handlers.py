@@ -79,6 +79,7 @@ def register_handlers(consumer: Consumer, store: AnalyticsStore, marker_key: str
         else:
             deleted = await store.erase_dialogue_answers(event.tenant_id, event.data.participant_id,
                                                          event.data.dialogue_id, marker, datetime.now(UTC))
+        store.database.vacuum_soon(["answer_contributions", "device_contributions"])
         await confirm_erasure(broker, event, store=STORE_NAME, source=SOURCE, documents_deleted=deleted)
 
     async def apply_objection(event: ObjectionRecorded) -> None:

@@ -51,6 +51,7 @@ def register_handlers(consumer: Consumer, store: DialogueStore, marker_key: str)
                 erased_marker(marker_key, event.data.participant_id),
                 datetime.now(UTC),
             )
+        store.database.vacuum_soon(["answers", "outbox"])
         await confirm_erasure(broker, event, store=STORE_NAME, source="tessera/dialogue",
                               documents_deleted=deleted)
         log.info("participant_erased", store=STORE_NAME, documents_deleted=deleted,

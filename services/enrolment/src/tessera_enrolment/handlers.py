@@ -27,6 +27,7 @@ def register_handlers(consumer: Consumer, store: EnrolmentStore) -> None:
         deleted = 0
         if event.data.dialogue_id is None:
             deleted = await store.erase_device(event.tenant_id, event.data.participant_id)
+            store.database.vacuum_soon(["devices", "outbox"])
         await confirm_erasure(broker, event, store=STORE_NAME, source="tessera/enrolment",
                               documents_deleted=deleted)
 

@@ -1,7 +1,8 @@
 """The rights service's HTTP routes.
 
 - Internal (other Tessera services, internal bearer token): per-participant data keys
-  (DESIGN.md §4.3). Thin: wrap or unwrap with :mod:`.domain`, persist with :mod:`.store`.
+  (DESIGN.md §4.3), wrapped and unwrapped by :class:`.epochs.KeyEpochs`, persisted with
+  :mod:`.store`; the key epochs and an on-demand rotation (DESIGN.md §4.10).
 - Participants (through the gateway, with its assertion), tenants (API key) and holders
   of an erasure's status secret: rights requests, their data, receipts, the audit trail
   and its verification. Thin: validate, then the :class:`.desk.Desk` acts.
@@ -39,6 +40,7 @@ from tessera_common.secrets import constant_time_equals, erased_marker, new_id, 
 from tessera_rights import domain
 from tessera_rights.desk import STATUS_SECRET_PREFIX, Desk, RequestRefused, StoreUnavailable
 from tessera_rights.domain import RequestKind
+from tessera_rights.epochs import KeyEpochs, UnknownEpoch
 from tessera_rights.store import RightsStore
 
 log = get_logger(__name__)
@@ -108,7 +110,7 @@ def key_hold(
 
 
 def build_data_key_router(store: RightsStore, desk: Desk, internal_token: str, erased_marker_key: str,
-                          master_key: bytes) -> APIRouter:
+                          epochs: KeyEpochs) -> APIRouter:
     meter = metrics.get_meter("tessera.rights")
     outcomes = meter.create_counter(
         "tessera_rights_data_key_requests", unit="1", description="data-key requests by operation and outcome"
@@ -126,10 +128,19 @@ def build_data_key_router(store: RightsStore, desk: Desk, internal_token: str, e
         status_code, message = REFUSALS[code]
         raise problem(status_code, code, message)
 
-    def key_out(record: domain.WrappedDataKey) -> DataKeyOut:
+    async def key_out(record: domain.WrappedDataKey) -> DataKeyOut:
         try:
-            key = domain.unwrap_data_key(master_key, record)
-        except domain.KeyUnwrapFailed:
+            try:
+                key = await epochs.unwrap(record)
+            except UnknownEpoch:
+                # Read just before a rotation re-wrapped it and retired its epoch: the
+                # row holds it under the new epoch now.
+                fresh = await store.data_key(record.participant_id)
+                if fresh is None or fresh.epoch == record.epoch:
+                    raise domain.KeyUnwrapFailed("unknown epoch") from None
+                record = fresh
+                key = await epochs.unwrap(record)
+        except (domain.KeyUnwrapFailed, UnknownEpoch):
             log.error("data_key_unwrap_failed")
             raise problem(500, "data_key_unreadable", "the stored data key cannot be unwrapped") from None
         return DataKeyOut(
@@ -158,7 +169,7 @@ def build_data_key_router(store: RightsStore, desk: Desk, internal_token: str, e
         found = {k.participant_id: k for k in await store.data_keys_of(body.tenant_id, wanted)}
         handed = await held(body.tenant_id, sorted(found), hold) if found else set()
         outcomes.add(1, {"operation": "batch", "outcome": "found" if handed else "none"})
-        return DataKeyBatchOut(keys=[key_out(found[p]) for p in sorted(handed)],
+        return DataKeyBatchOut(keys=[await key_out(found[p]) for p in sorted(handed)],
                                missing=[p for p in wanted if p not in handed])
 
     @router.post("/data-keys/{participant_id}/drops", status_code=status.HTTP_204_NO_CONTENT)
@@ -181,17 +192,11 @@ def build_data_key_router(store: RightsStore, desk: Desk, internal_token: str, e
         stored = await store.data_key(participant_id)
         created = False
         if stored is None:
-            fresh = domain.wrap_data_key(
-                master_key,
-                new_data_key(),
-                participant_id=participant_id,
-                tenant_id=body.tenant_id,
-                key_id=new_id("k"),
-                created_at=datetime.now(UTC),
-            )
             # Under the participant's key lock: an erasure that wrote its marker after
             # the check above makes this refuse, so a key never outlives an erasure.
-            stored, created = await store.add_data_key(fresh, marker)
+            stored, created = await epochs.store_new(
+                new_data_key(), marker, participant_id=participant_id, tenant_id=body.tenant_id,
+                key_id=new_id("k"), created_at=datetime.now(UTC))
             if stored is None:
                 refuse("put", "erased")
         if stored.tenant_id != body.tenant_id:
@@ -203,7 +208,7 @@ def build_data_key_router(store: RightsStore, desk: Desk, internal_token: str, e
             log.info("data_key_created")
         else:
             response.status_code = status.HTTP_200_OK
-        return key_out(stored)
+        return await key_out(stored)
 
     @router.get("/data-keys/{participant_id}", responses=errors(404, 410))
     async def get_data_key(participant_id: ParticipantId, hold: Hold) -> DataKeyOut:
@@ -215,7 +220,7 @@ def build_data_key_router(store: RightsStore, desk: Desk, internal_token: str, e
         if participant_id not in await held(stored.tenant_id, [participant_id], hold):
             refuse("get", "erased")
         outcomes.add(1, {"operation": "get", "outcome": "found"})
-        return key_out(stored)
+        return await key_out(stored)
 
     @router.delete("/data-keys/{participant_id}", status_code=status.HTTP_204_NO_CONTENT)
     async def destroy_data_key(participant_id: ParticipantId) -> Response:
@@ -224,6 +229,54 @@ def build_data_key_router(store: RightsStore, desk: Desk, internal_token: str, e
         outcomes.add(1, {"operation": "delete", "outcome": "destroyed"})
         log.info("data_key_destroyed")
         return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    return router
+
+
+class KeyEpochOut(BaseModel):
+    epoch: int
+    created_at: datetime
+    retired_at: datetime | None = Field(description="when its wrapping key was destroyed: from then on every "
+                                                    "erasure with this final_after_epoch is final")
+    current: bool
+
+
+class RotationOut(BaseModel):
+    epoch: int = Field(description="the new current epoch")
+    retired: list[int] = Field(description="epochs retired by this rotation (their keys destroyed)")
+    rewrapped: int = Field(description="live data keys re-wrapped under the new epoch")
+    left: list[int] = Field(description="old epochs with keys still held by other work: the next rotation "
+                                        "retires them")
+
+
+def build_key_epoch_router(epochs: KeyEpochs, internal_token: str) -> APIRouter:
+    """The key epochs (no key material) and an on-demand rotation, for operators."""
+    router = APIRouter(prefix="/internal/v1", tags=["internal"],
+                       dependencies=[Depends(internal_caller(internal_token))])
+
+    async def listing() -> list[KeyEpochOut]:
+        found = await epochs.epochs()
+        current = max((e["epoch"] for e in found if e["retired_at"] is None), default=None)
+        return [KeyEpochOut(epoch=e["epoch"], created_at=e["created_at"], retired_at=e["retired_at"],
+                            current=e["epoch"] == current) for e in found]
+
+    @router.get("/key-epochs")
+    async def key_epochs() -> dict[str, list[KeyEpochOut]]:
+        return {"epochs": await listing()}
+
+    @router.post("/key-epochs/rotations", status_code=status.HTTP_201_CREATED,
+                 responses=errors(409, e409="another replica is rotating now (`rotation_in_progress`), or the "
+                                            "keyring is in memory only (`keyring_not_durable`)"))
+    async def rotate() -> RotationOut:
+        """Rotate now: make the next epoch, re-wrap every live key under it, destroy
+        the old epochs' keys. Answers when done (seconds per 100,000 keys)."""
+        if not epochs.keyring.durable:
+            raise problem(409, "keyring_not_durable", "the keyring is in memory only: set TESSERA_KEYRING_PATH")
+        rotation = await epochs.rotate()
+        if rotation is None:
+            raise problem(409, "rotation_in_progress", "another rotation is running; see GET /internal/v1/key-epochs")
+        return RotationOut(epoch=rotation.epoch, retired=rotation.retired, rewrapped=rotation.rewrapped,
+                           left=rotation.left)
 
     return router
 
@@ -278,6 +331,11 @@ class RightsRequestOut(BaseModel):
     attempts: int = Field(description="how often stores that had not confirmed were asked again")
     next_retry_at: datetime | None
     progress: list[ProgressOut]
+    final_after_epoch: int | None = Field(
+        default=None, description="erasure only: the key epoch whose retirement makes this erasure final in "
+                                  "every file and backup (null for a dialogue-scoped erasure)")
+    final_at: datetime | None = Field(
+        default=None, description="when that epoch was retired; null until then")
     status_secret: str | None = Field(
         default=None, description="erasure only, shown once: fetch status and receipt after the device stops working")
 
@@ -322,7 +380,9 @@ def request_out(request: dict[str, Any], status_secret: str | None = None) -> Ri
         participant_id=request.get("participant_id"), received_at=request["received_at"],
         deadline=request["deadline"], completed_at=request.get("completed_at"), attempts=request.get("attempts", 0),
         next_retry_at=request.get("next_retry_at"),
-        progress=[ProgressOut(**p) for p in request["progress"]], status_secret=status_secret,
+        progress=[ProgressOut(**p) for p in request["progress"]],
+        final_after_epoch=request.get("final_after_epoch"), final_at=request.get("final_at"),
+        status_secret=status_secret,
     )
 
 

@@ -1,5 +1,6 @@
-"""Rights' bootstrap: settings, broker, store, telemetry, the stores it asks for
-access data, and its two background loops (retries, retention) → one FastAPI app."""
+"""Rights' bootstrap: settings, broker, store, telemetry, the keyring, the stores it asks
+for access data, and its background loops (retries, retention, key rotation) → one
+FastAPI app."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -19,10 +22,12 @@ from tessera_common.logs import get_logger
 from tessera_common.postgres import migration_dirs
 from tessera_common.service import serve, service_app, wire
 from tessera_common.settings import ServiceSettings
-from tessera_rights.api import build_data_key_router, build_requests_router
+from tessera_rights.api import build_data_key_router, build_key_epoch_router, build_requests_router
 from tessera_rights.desk import Desk, Timing
 from tessera_rights.domain import parse_master_key, parse_signing_key
+from tessera_rights.epochs import KeyEpochs
 from tessera_rights.handlers import CONSUMER, register_handlers
+from tessera_rights.keyring import LocalKeyring
 from tessera_rights.retention import Retention
 from tessera_rights.store import RightsStore
 
@@ -37,9 +42,18 @@ class RightsSettings(ServiceSettings):
     service_name: str = "tessera-rights"
     port: int = 8003
     database_url: SecretStr = SecretStr("postgresql://tessera_rights@127.0.0.1:5432/tessera_rights")
-    #: Key-encryption key (base64, 32 raw bytes) under which every participant's data
-    #: key is wrapped at rest; losing it makes every stored data key unreadable.
+    #: Key-encryption key (base64, 32 raw bytes): key epoch 1, from which the keyring is
+    #: made when its file does not exist yet (keys wrapped before epochs existed are
+    #: under it). Once the keyring exists it is not read; after the first rotation it
+    #: is a copy of a destroyed key and should be removed from the deployment.
     data_key_master_key: SecretStr = SecretStr(DEV_DATA_KEY_MASTER_KEY)
+    #: The keyring: the wrapping keys by epoch, a JSON file outside the database
+    #: (mode 0600), shared by every replica. Unset: in memory, epoch 1 only, no
+    #: rotation (development and tests); required in production.
+    keyring_path: Path | None = None
+    #: How often the wrapping key rotates (live keys re-wrapped, the old epoch's key
+    #: destroyed): an erasure is final at the latest this long after it.
+    key_rotation_interval_seconds: float = Field(default=86400.0, gt=0)
     #: Ed25519 private key (base64, 32 raw bytes) that signs erasure receipts and audit
     #: verification statements; its public key is served at /v1/rights/receipt-key.
     receipt_signing_key: SecretStr = SecretStr(DEV_RECEIPT_SIGNING_KEY)
@@ -60,7 +74,10 @@ class RightsSettings(ServiceSettings):
         master_key = self.data_key_master_key.get_secret_value()
         parse_master_key(master_key)
         parse_signing_key(self.receipt_signing_key.get_secret_value())
-        if self.environment == "production" and master_key == DEV_DATA_KEY_MASTER_KEY:
+        if self.environment == "production" and self.keyring_path is None:
+            raise ValueError("TESSERA_KEYRING_PATH must be set in production (the shared keyring)")
+        if (self.environment == "production" and master_key == DEV_DATA_KEY_MASTER_KEY
+                and not (self.keyring_path and self.keyring_path.exists())):
             raise ValueError("TESSERA_DATA_KEY_MASTER_KEY must be set to a real secret in production")
         if self.environment == "production" and self.receipt_signing_key.get_secret_value() == DEV_RECEIPT_SIGNING_KEY:
             raise ValueError("TESSERA_RECEIPT_SIGNING_KEY must be set to a real secret in production")
@@ -94,12 +111,25 @@ def create_app(
     desk = Desk(store, stores, settings.erased_marker_key.get_secret_value(), signing_key,
                 Timing(settings.retry_base_seconds, settings.retry_cap_seconds), ensure_tenant_topic)
     retention = Retention(desk)
+    master_key = settings.data_key_master_key.get_secret_value()
+    keyring = LocalKeyring(settings.keyring_path, parse_master_key(master_key))
+    epochs = KeyEpochs(store, keyring)
     register_handlers(wiring.consumer(CONSUMER), desk)
     loops: list[asyncio.Task] = []
 
+    async def rotate_if_due() -> None:
+        await epochs.rotate_if_due(datetime.now(UTC), settings.key_rotation_interval_seconds)
+
     async def start() -> None:
+        await epochs.check()
+        if keyring.durable and master_key != DEV_DATA_KEY_MASTER_KEY and 1 not in await keyring.held_epochs():
+            log.warning("data_key_master_key_still_set",
+                        advice="epoch 1 is retired: remove TESSERA_DATA_KEY_MASTER_KEY, a copy of its destroyed key")
         loops.append(asyncio.create_task(every(settings.retry_check_seconds, desk.retry_due, "retry")))
         loops.append(asyncio.create_task(every(settings.retention_check_seconds, retention.run_once, "retention")))
+        if keyring.durable:
+            check = min(300.0, settings.key_rotation_interval_seconds / 10)
+            loops.append(asyncio.create_task(every(check, rotate_if_due, "key_rotation")))
 
     async def stop() -> None:
         for loop in loops:
@@ -123,14 +153,16 @@ def create_app(
                 desk,
                 internal_token=internal_token,
                 erased_marker_key=settings.erased_marker_key.get_secret_value(),
-                master_key=parse_master_key(settings.data_key_master_key.get_secret_value()),
+                epochs=epochs,
             ),
+            build_key_epoch_router(epochs, internal_token),
         ],
         on_start=start,
         on_stop=stop,
     )
     app.state.desk = desk
     app.state.retention = retention
+    app.state.epochs = epochs
     return app
 
 

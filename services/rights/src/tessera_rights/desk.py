@@ -15,7 +15,10 @@ An erasure, in order (DESIGN.md §1, §4.3–§4.6):
 4. A store that has not confirmed is asked again with capped exponential back-off, for
    as long as it takes; the request stays ``in_progress`` and visible as such.
 5. Only when every store confirmed is the request ``completed``: the raw participant ID
-   is removed from it, and a receipt listing the stores is signed (Ed25519).
+   is removed from it, and a receipt listing the stores is signed (Ed25519). The receipt
+   names ``final_after_epoch``, the key epoch the destroyed key was wrapped under: once
+   that epoch is retired (:mod:`.epochs`), no leftover copy of the wrapped key in any
+   file or backup can be opened, and the request shows ``final_at``.
 
 The audit trail gets an entry for each step, with the keyed marker in place of the
 participant ID and nothing of the erased data.
@@ -186,6 +189,7 @@ class Desk:
             "next_retry_at": None,
             "progress": [],
             "receipt": None,
+            "final_after_epoch": None,
         }
         if kind == "erasure":
             return await self._erase(request)
@@ -208,7 +212,8 @@ class Desk:
             await self.audit(uow, request, "request_received")
             destroyed_key = request["scope"] is None
             if destroyed_key:
-                destroyed = await uow.destroy_data_key(request["subject"], participant_id, now)
+                destroyed, request["final_after_epoch"] = await uow.destroy_data_key(
+                    request["subject"], participant_id, now)
                 await self.audit(uow, request, "data_key_destroyed", store=OWN_STORE)
                 holds = await uow.outstanding_holds(participant_id, now)
                 request["progress"] = [_confirmed(OWN_STORE, now, destroyed),
@@ -228,6 +233,7 @@ class Desk:
             await uow.publish(erasure, Topics.ERASURE_REQUESTED, key, aggregatetype=AGGREGATE)
             await uow.publish(notice, notices, key, aggregatetype=AGGREGATE)
             await self.audit(uow, request, "erasure_requested", stores=sorted(stores))
+        self.store.database.vacuum_soon(["data_keys", "outbox"])
         log.info("erasure_requested", actor=request["actor"], scoped=request["scope"] is not None)
         return Received(_public(request), created=True, status_secret=status_secret)
 
@@ -429,6 +435,7 @@ class Desk:
         if erased:
             await uow.forget_holds(request["participant_id"])
             await uow.forget_participant(request["subject"])
+            self.store.database.vacuum_soon(["requests"])  # the old row versions hold the raw ID
         request.update(fields)
 
     async def retry_due(self) -> int:
@@ -437,6 +444,7 @@ class Desk:
         Every replica sweeps; a request is retried by the one that locks it first while
         it is still due."""
         retried = 0
+        await self.store.forget_expired_holds(now_ms())  # nobody can hold those keys any more
         for tenant_id, request_id in await self.store.due_retries(now_ms()):
             retried += await self._retry(tenant_id, request_id)
         return retried
@@ -548,7 +556,8 @@ def _detail(response: httpx.Response) -> tuple[str, str]:
 
 def _receipt(request: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
     """What the receipt proves: this request, for this (keyed) subject, was confirmed by
-    these stores at these times, at this position of the tenant's audit chain."""
+    these stores at these times, at this position of the tenant's audit chain, and is
+    final in every file once ``final_after_epoch`` is retired."""
     return {
         "type": "tessera.erasure-receipt.v1",
         "request_id": request["_id"],
@@ -562,6 +571,9 @@ def _receipt(request: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
         "stores": [{"store": p["store"], "confirmed_at": p["confirmed_at"].isoformat(),
                     "documents_deleted": p["documents_deleted"]} for p in request["progress"]],
         "audit": {"seq": entry["seq"], "hash": entry["hash"]},
+        # After this key epoch's retirement no copy of the participant's wrapped data
+        # key in any file or backup opens (null: a dialogue-scoped erasure, no key).
+        "final_after_epoch": request.get("final_after_epoch"),
     }
 
 

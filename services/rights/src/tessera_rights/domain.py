@@ -2,10 +2,12 @@
 how the audit trail is chained and verified, a request's deadline and urgency, the
 retry back-off, and how an erasure receipt is signed.
 
-A data key (DESIGN.md §4.3) is stored only wrapped with AES-256-GCM under the service's
-master key-encryption key. The associated data binds the wrapped bytes to their
-participant and key ID, so a stolen or altered document cannot be unwrapped as another
-participant's key, and a database dump without the master key holds no usable key.
+A data key (DESIGN.md §4.3) is stored only wrapped with AES-256-GCM under one key
+epoch's wrapping key (:mod:`.keyring`, outside the database). The associated data binds
+the wrapped bytes to their participant and key ID, so a stolen or altered document
+cannot be unwrapped as another participant's key, and a database dump without the
+keyring holds no usable key. Once an epoch's key is destroyed, every copy wrapped under
+it, in any file or backup, is unreadable (DESIGN.md §4.10).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ MASTER_KEY_BYTES = 32
 
 
 class KeyUnwrapFailed(Exception):
-    """The stored key does not open under this master key: the master key changed, or
-    the document was altered or copied to another participant."""
+    """The stored key does not open under this wrapping key: the key changed, or the
+    document was altered or copied to another participant."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class WrappedDataKey:
     nonce: bytes
     wrapped: bytes
     created_at: datetime
+    #: The key epoch whose wrapping key ``wrapped`` is under.
+    epoch: int = 1
 
 
 def parse_master_key(encoded: str) -> bytes:
@@ -56,34 +60,47 @@ def parse_master_key(encoded: str) -> bytes:
     return raw
 
 
-def _associated(participant_id: str, key_id: str) -> bytes:
+def data_key_associated(participant_id: str, key_id: str) -> bytes:
+    """What a wrapped data key is bound to: opening it as another participant's or
+    under another key ID fails."""
     return f"tessera:data-key:{participant_id}:{key_id}".encode()
 
 
+def seal_key(wrapping_key: bytes, plaintext: bytes, associated: bytes) -> tuple[bytes, bytes]:
+    """AES-256-GCM with a fresh nonce: ``(nonce, wrapped)``."""
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce, AESGCM(wrapping_key).encrypt(nonce, plaintext, associated)
+
+
+def open_key(wrapping_key: bytes, nonce: bytes, wrapped: bytes, associated: bytes) -> bytes:
+    try:
+        key = AESGCM(wrapping_key).decrypt(nonce, wrapped, associated)
+    except (InvalidTag, ValueError) as exc:
+        raise KeyUnwrapFailed(type(exc).__name__) from None
+    if len(key) != KEY_BYTES:
+        raise KeyUnwrapFailed("wrong key length")
+    return key
+
+
 def wrap_data_key(
-    master_key: bytes,
+    wrapping_key: bytes,
     key: bytes,
     *,
     participant_id: str,
     tenant_id: str,
     key_id: str,
     created_at: datetime,
+    epoch: int = 1,
 ) -> WrappedDataKey:
-    nonce = os.urandom(NONCE_BYTES)
-    wrapped = AESGCM(master_key).encrypt(nonce, key, _associated(participant_id, key_id))
-    return WrappedDataKey(participant_id, tenant_id, key_id, nonce, wrapped, created_at)
+    """``key`` wrapped under ``wrapping_key`` (epoch ``epoch``'s key)."""
+    nonce, wrapped = seal_key(wrapping_key, key, data_key_associated(participant_id, key_id))
+    return WrappedDataKey(participant_id, tenant_id, key_id, nonce, wrapped, created_at, epoch)
 
 
-def unwrap_data_key(master_key: bytes, record: WrappedDataKey) -> bytes:
-    try:
-        key = AESGCM(master_key).decrypt(
-            record.nonce, record.wrapped, _associated(record.participant_id, record.key_id)
-        )
-    except (InvalidTag, ValueError) as exc:
-        raise KeyUnwrapFailed(type(exc).__name__) from None
-    if len(key) != KEY_BYTES:
-        raise KeyUnwrapFailed("wrong key length")
-    return key
+def unwrap_data_key(wrapping_key: bytes, record: WrappedDataKey) -> bytes:
+    """``record``'s key, given its epoch's wrapping key."""
+    return open_key(wrapping_key, record.nonce, record.wrapped,
+                    data_key_associated(record.participant_id, record.key_id))
 
 
 # --- the audit trail (DESIGN.md §4.6) ------------------------------------------------

@@ -1,7 +1,9 @@
 """The rights service's PostgreSQL tables (``migrations/``); nothing else touches them.
 
-- ``data_keys``: a participant's data key, only wrapped under the master key
-  (:mod:`.domain`), never in plaintext; one per participant.
+- ``data_keys``: a participant's data key, only wrapped under one key epoch's wrapping
+  key (:mod:`.keyring`), never in plaintext; one per participant.
+- ``key_epochs``: the epochs, when each was made and retired (its key destroyed); no
+  key material. Platform-wide, not tenant data.
 - ``erased_participants``: the erased marker (an HMAC of the participant ID,
   :func:`tessera_common.secrets.erased_marker`), never the raw ID.
 - ``tenants``: tenant ID → API key hash (from ``tenant-registered``) and retention rules.
@@ -22,6 +24,8 @@ its outbox events commit together and in one order, from any number of replicas.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -40,7 +44,8 @@ from tessera_rights.domain import GENESIS_HASH, WrappedDataKey, chain_entry
 #: A request's columns as the desk sees them (the status secret's hash apart).
 REQUEST_COLUMNS = (
     "request_id, tenant_id, participant_id, subject, kind, actor, reason, scope, status, open_rank,"
-    " received_at, deadline, completed_at, attempts, next_retry_at, progress, receipt"
+    " received_at, deadline, completed_at, attempts, next_retry_at, progress, receipt, final_after_epoch,"
+    " (SELECT retired_at FROM key_epochs WHERE key_epochs.epoch = requests.final_after_epoch) AS final_at"
 )
 #: What :meth:`RightsUnit.update_request` may change.
 UPDATABLE = frozenset({"participant_id", "status", "open_rank", "completed_at", "attempts", "next_retry_at",
@@ -48,6 +53,16 @@ UPDATABLE = frozenset({"participant_id", "status", "open_rank", "completed_at", 
 #: Namespace of the advisory locks that put one participant's key creation and
 #: destruction one after the other (pg_advisory_xact_lock(int, int) keys).
 DATA_KEY_LOCKS = 0x7269  # "ri"
+#: Namespace of the key-epoch locks: (EPOCH_LOCKS, epoch) is taken shared by a unit that
+#: stores a key under that epoch and exclusively by the epoch's retirement, so no key is
+#: stored under an epoch once its retirement found none left; (EPOCH_LOCKS, 0), a
+#: session lock, makes one rotation at a time across replicas.
+EPOCH_LOCKS = 0x6b65  # "ke"
+
+
+class EpochClosed(Exception):
+    """A key was wrapped under an epoch that is retired (this replica's keyring was
+    behind a rotation): wrap it again under the current epoch."""
 
 
 class RightsUnit(UnitOfWork):
@@ -100,13 +115,13 @@ class RightsUnit(UnitOfWork):
         await self.connection.execute(
             "INSERT INTO requests (tenant_id, request_id, participant_id, subject, kind, actor, reason, scope,"
             " status, open_rank, received_at, deadline, completed_at, attempts, next_retry_at, progress,"
-            " receipt, status_secret_sha256)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+            " receipt, status_secret_sha256, final_after_epoch)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
             self.tenant_id, request["_id"], request["participant_id"], request["subject"], request["kind"],
             request["actor"], request["reason"], request["scope"], request["status"], request["open_rank"],
             request["received_at"], request["deadline"], request["completed_at"], request["attempts"],
             request["next_retry_at"], _progress_out(request["progress"]), request.get("receipt"),
-            request.get("status_secret_sha256"),
+            request.get("status_secret_sha256"), request.get("final_after_epoch"),
         )
 
     async def request_for_update(self, request_id: str) -> dict[str, Any] | None:
@@ -142,18 +157,26 @@ class RightsUnit(UnitOfWork):
         """Until commit, no other unit creates or destroys this participant's key."""
         await self.connection.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", DATA_KEY_LOCKS, marker)
 
-    async def destroy_data_key(self, marker: str, participant_id: str, now: datetime) -> int:
+    async def destroy_data_key(self, marker: str, participant_id: str, now: datetime) -> tuple[int, int]:
         """The first step of an erasure: the marker, then the key, under the
         participant's key lock, so a key created concurrently either is deleted here or
         is refused because it sees the marker. Idempotent: the first erasure's time
-        stays. Deletes only this tenant's key (row-level security)."""
+        stays. Deletes only this tenant's key (row-level security).
+
+        Returns the keys deleted and the epoch after whose retirement the erasure is
+        final: the deleted row's epoch (epochs only grow, so every older copy of the
+        wrapped key is under that epoch or an earlier one); with no row (destroyed
+        before, or never made), the newest epoch, which covers any earlier copy."""
         await self.lock_participant_key(marker)
         await self.connection.execute(
             "INSERT INTO erased_participants (marker, erased_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             marker, now)
-        status = await self.connection.execute(
-            "DELETE FROM data_keys WHERE tenant_id = $1 AND participant_id = $2", self.tenant_id, participant_id)
-        return int(status.split()[-1])
+        epochs = await self.connection.fetch(
+            "DELETE FROM data_keys WHERE tenant_id = $1 AND participant_id = $2 RETURNING epoch",
+            self.tenant_id, participant_id)
+        if epochs:
+            return len(epochs), max(row["epoch"] for row in epochs)
+        return 0, await self.connection.fetchval("SELECT max(epoch) FROM key_epochs")
 
     async def is_erased(self, marker: str) -> bool:
         return await self.connection.fetchval(
@@ -332,16 +355,21 @@ class RightsStore:
     async def add_data_key(self, record: WrappedDataKey, marker: str) -> tuple[WrappedDataKey | None, bool]:
         """Insert ``record`` unless the participant already has a key or was erased.
         Returns the key stored now and whether it is ``record``; ``(None, False)`` if
-        the participant was erased (before, or by an erasure that won the race)."""
+        the participant was erased (before, or by an erasure that won the race).
+        Raises :class:`EpochClosed` if ``record``'s epoch is retired."""
         async with self.unit(record.tenant_id) as uow:
             await uow.lock_participant_key(marker)
             if await uow.is_erased(marker):
                 return None, False
+            await uow.connection.execute("SELECT pg_advisory_xact_lock_shared($1, $2)", EPOCH_LOCKS, record.epoch)
+            if not await uow.connection.fetchval(
+                    "SELECT retired_at IS NULL FROM key_epochs WHERE epoch = $1", record.epoch):
+                raise EpochClosed(record.epoch)
             inserted = await uow.connection.fetchval(
-                "INSERT INTO data_keys (tenant_id, participant_id, key_id, nonce, wrapped, created_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1",
+                "INSERT INTO data_keys (tenant_id, participant_id, key_id, nonce, wrapped, created_at, epoch)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING 1",
                 record.tenant_id, record.participant_id, record.key_id, record.nonce, record.wrapped,
-                record.created_at)
+                record.created_at, record.epoch)
         if inserted:
             return record, True
         return await self.data_key(record.participant_id), False
@@ -354,7 +382,7 @@ class RightsStore:
                 return None
             await uow.connection.execute("SELECT set_config('tessera.tenant_id', $1, true)", tenant_id)
             row = await uow.connection.fetchrow(
-                "SELECT participant_id, tenant_id, key_id, nonce, wrapped, created_at FROM data_keys"
+                "SELECT participant_id, tenant_id, key_id, nonce, wrapped, created_at, epoch FROM data_keys"
                 " WHERE tenant_id = $1 AND participant_id = $2", tenant_id, participant_id)
         return WrappedDataKey(**dict(row)) if row is not None else None
 
@@ -369,7 +397,7 @@ class RightsStore:
             if tenant_id is not None:
                 uow.tenant_id = tenant_id
                 await uow.connection.execute("SELECT set_config('tessera.tenant_id', $1, true)", tenant_id)
-            destroyed = await uow.destroy_data_key(marker, participant_id, now)
+            destroyed, _ = await uow.destroy_data_key(marker, participant_id, now)
             if destroyed and tenant_id is not None:  # every cache that holds it drops it
                 event = DataKeyDestroyed(
                     source="tessera/rights", subject=marker, tenant_id=tenant_id,
@@ -387,7 +415,7 @@ class RightsStore:
         security hides every other tenant's)."""
         async with self.unit(tenant_id) as uow:
             rows = await uow.connection.fetch(
-                "SELECT participant_id, tenant_id, key_id, nonce, wrapped, created_at FROM data_keys"
+                "SELECT participant_id, tenant_id, key_id, nonce, wrapped, created_at, epoch FROM data_keys"
                 " WHERE tenant_id = $1 AND participant_id = ANY($2::text[])", tenant_id, participant_ids)
         return [WrappedDataKey(**dict(row)) for row in rows]
 
@@ -419,6 +447,89 @@ class RightsStore:
     async def forget_expired_holds(self, now: datetime) -> int:
         async with self.unit(None) as uow:
             return await uow.connection.fetchval("SELECT forget_expired_key_holds($1)", now)
+
+    # --- key epochs ------------------------------------------------------
+
+    async def key_epochs(self) -> list[dict[str, Any]]:
+        async with self.unit(None) as uow:
+            rows = await uow.connection.fetch(
+                "SELECT epoch, created_at, retired_at, audited_at FROM key_epochs ORDER BY epoch")
+        return [dict(row) for row in rows]
+
+    async def add_key_epoch(self, epoch: int, now: datetime) -> None:
+        async with self.unit(None) as uow:
+            await uow.connection.execute(
+                "INSERT INTO key_epochs (epoch, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING", epoch, now)
+
+    @contextlib.asynccontextmanager
+    async def rotation_lock(self) -> AsyncIterator[bool]:
+        """One rotation at a time across replicas: a session lock on a connection held
+        for the whole rotation (a replica that dies releases it with its connection).
+        Yields False, at once, while another replica holds it."""
+        async with self.database.pool.acquire() as connection:
+            held = await connection.fetchval("SELECT pg_try_advisory_lock($1, 0)", EPOCH_LOCKS)
+            try:
+                yield held
+            finally:
+                if held:
+                    await connection.execute("SELECT pg_advisory_unlock($1, 0)", EPOCH_LOCKS)
+
+    async def next_tenant_with_epoch(self, epoch: int, after: str) -> str | None:
+        async with self.unit(None) as uow:
+            return await uow.connection.fetchval("SELECT next_tenant_with_epoch($1, $2)", epoch, after)
+
+    async def rewrap_batch(
+        self, tenant_id: str, epoch: int, after: str, limit: int, to_epoch: int,
+        rewrap: Callable[[WrappedDataKey], Awaitable[tuple[bytes, bytes]]],
+    ) -> tuple[int, str | None]:
+        """Re-wrap up to ``limit`` of the tenant's keys under ``epoch`` after participant
+        ``after`` (keyset order) to ``to_epoch``, in one short unit. Rows another unit
+        holds (a key being destroyed) are skipped, and the sweep comes back for them;
+        reading a key never waits. Returns the keys re-wrapped and the last participant
+        looked at (None: the tenant has no more under ``epoch`` after ``after``)."""
+        async with self.unit(tenant_id) as uow:
+            rows = await uow.connection.fetch(
+                "SELECT participant_id, tenant_id, key_id, nonce, wrapped, created_at, epoch FROM data_keys"
+                " WHERE epoch = $1 AND tenant_id = $2 AND participant_id > $3"
+                " ORDER BY participant_id LIMIT $4 FOR UPDATE SKIP LOCKED",
+                epoch, tenant_id, after, limit)
+            if not rows:
+                return 0, None
+            participants, nonces, wrapped = [], [], []
+            for row in rows:
+                nonce, sealed = await rewrap(WrappedDataKey(**dict(row)))
+                participants.append(row["participant_id"])
+                nonces.append(nonce)
+                wrapped.append(sealed)
+            status = await uow.connection.execute(
+                "UPDATE data_keys AS d SET epoch = $3, nonce = u.nonce, wrapped = u.wrapped"
+                " FROM unnest($2::text[], $4::bytea[], $5::bytea[]) AS u (participant_id, nonce, wrapped)"
+                " WHERE d.tenant_id = $1 AND d.participant_id = u.participant_id AND d.epoch = $6",
+                tenant_id, participants, to_epoch, nonces, wrapped, epoch)
+        return int(status.split()[-1]), participants[-1]
+
+    async def retire_epoch(self, epoch: int, now: datetime, destroy: Callable[[], Awaitable[None]]) -> bool:
+        """Retire ``epoch`` if no key is left under it: under the epoch's exclusive lock
+        (no unit is storing a key under it, and none will: they see it retired), count,
+        destroy its key (``destroy``, in the keyring), and record the time. False, and
+        nothing changed, if keys are left. A crash after ``destroy`` and before commit
+        leaves it unretired here; the next rotation finds no key left and retires it."""
+        async with self.unit(None) as uow:
+            await uow.connection.execute("SELECT pg_advisory_xact_lock($1, $2)", EPOCH_LOCKS, epoch)
+            if await uow.connection.fetchval("SELECT keys_under_epoch($1)", epoch):
+                return False
+            await destroy()
+            await uow.connection.execute(
+                "UPDATE key_epochs SET retired_at = $2 WHERE epoch = $1 AND retired_at IS NULL", epoch, now)
+        return True
+
+    async def tenants_final_after(self, epoch: int) -> list[str]:
+        async with self.unit(None) as uow:
+            return [row[0] for row in await uow.connection.fetch("SELECT * FROM tenants_final_after($1)", epoch)]
+
+    async def epoch_audited(self, epoch: int, now: datetime) -> None:
+        async with self.unit(None) as uow:
+            await uow.connection.execute("UPDATE key_epochs SET audited_at = $2 WHERE epoch = $1", epoch, now)
 
 
 async def _read_request(connection: asyncpg.Connection, tenant_id: str, request_id: str,
