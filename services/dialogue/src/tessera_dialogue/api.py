@@ -227,6 +227,18 @@ class ScreeningOut(BaseModel):
     findings: list[FindingOut]
 
 
+class ScreeningIn(StrictBody):
+    text: Annotated[str, StringConstraints(min_length=1, max_length=domain.MAX_TEXT_CHARS)] = Field(
+        description="a text the participant is typing (kept nowhere)")
+
+
+class ScreeningPreviewOut(BaseModel):
+    findings: list[FindingOut] = Field(description="personal data found, as spans into the text as sent")
+    policy: domain.PiiPolicy = Field(description="what the organisation does with a text that has findings: "
+                                                 "`warn` (kept, flagged, others see it redacted), `redact` (kept "
+                                                 "with the spans replaced) or `reject` (refused)")
+
+
 class AnswerIn(StrictBody):
     value: JsonValue = Field(description="text, a choice key, a list of choice keys, or a whole number")
 
@@ -963,6 +975,15 @@ def build_router(store: DialogueStore, answers: Answers, gateway_public_key: str
         retry after a lost response does not add it twice."""
         return replied(response, await answers.submit(participant, dialogue_id, question_id, body.value,
                                                       idempotency_key, idea=True))
+
+    @router.post("/v1/me/screening", tags=["participant"])
+    async def screening_preview(participant: CurrentParticipant, body: ScreeningIn) -> ScreeningPreviewOut:
+        """The platform's own personal-data screening of a text before it is sent, and
+        the tenant's policy, so an app can point at what it found while the participant
+        types (and carries no copy of the rules). Nothing is stored or logged."""
+        policy, _ = await answers.policy(participant.tenant_id)
+        findings = domain.screen(body.text)
+        return ScreeningPreviewOut(findings=[FindingOut(**_finding(f)) for f in findings], policy=policy)
 
     @router.get("/v1/me/answers", tags=["participant"])
     async def my_answers(participant: CurrentParticipant) -> AnswerList:

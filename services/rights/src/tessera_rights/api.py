@@ -15,7 +15,7 @@ import base64
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, NoReturn
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, PlainTextResponse
 from opentelemetry import metrics
@@ -283,6 +283,12 @@ def build_key_epoch_router(epochs: KeyEpochs, internal_token: str) -> APIRouter:
 
 # --- rights requests -----------------------------------------------------------------
 
+
+def refused(refusal: RequestRefused) -> HTTPException:
+    return HTTPException(status_code=refusal.status,
+                         detail={"code": refusal.code, "message": refusal.message, **refusal.more})
+
+
 AUDIENCE = "tessera-rights"
 NO_REQUEST = errors(404, e404="no such rights request here (`request_not_found`)")
 REQUEST_DATA = {
@@ -410,7 +416,7 @@ def build_requests_router(desk: Desk, gateway_public_key: str | None, receipt_pu
             outcome = await desk.receive(actor, tenant_id, participant_id, body.kind,
                                          answer_id=body.answer_id, value=body.value)
         except RequestRefused as refusal:
-            raise problem(refusal.status, refusal.code, refusal.message) from None
+            raise refused(refusal) from None
         except StoreUnavailable:
             raise problem(503, "temporarily_unavailable", "a store is unavailable; retry shortly",
                           {"Retry-After": "5"}) from None
@@ -426,7 +432,7 @@ def build_requests_router(desk: Desk, gateway_public_key: str | None, receipt_pu
         try:
             data = await desk.participant_data(request)
         except RequestRefused as refusal:
-            raise problem(refusal.status, refusal.code, refusal.message) from None
+            raise refused(refusal) from None
         except StoreUnavailable:
             raise problem(503, "temporarily_unavailable", "a store is unavailable; retry shortly",
                           {"Retry-After": "5"}) from None
@@ -474,9 +480,9 @@ def build_requests_router(desk: Desk, gateway_public_key: str | None, receipt_pu
     async def tenant_request(tenant_id: AuthorisedTenant, body: TenantRightsRequestIn,
                              response: Response) -> RightsRequestOut:
         try:
-            await desk.participant_of_tenant(tenant_id, body.participant_id)
+            await desk.participant_of_tenant(tenant_id, body.participant_id, body.kind)
         except RequestRefused as refusal:
-            raise problem(refusal.status, refusal.code, refusal.message) from None
+            raise refused(refusal) from None
         except StoreUnavailable:
             raise problem(503, "temporarily_unavailable", "a store is unavailable; retry shortly",
                           {"Retry-After": "5"}) from None
