@@ -52,6 +52,8 @@ from tessera_common.events import (
     ObjectionRecordedData,
     ParticipantErasureNotice,
     ParticipantErasureNoticeData,
+    TenantRightsRequest,
+    TenantRightsRequestData,
     Topics,
     partition_key,
 )
@@ -229,6 +231,7 @@ class Desk:
                     request["next_retry_at"] = min(request["next_retry_at"], max(h["held_until"] for h in holds))
             request["progress"] += [_pending(name) for name in sorted(stores)]
             await uow.insert_request(request)
+            await self._tell_tenant(uow, request)
             if destroyed_key:
                 await uow.publish(self._key_destroyed_event(request), Topics.DATA_KEY_DESTROYED, key,
                                   aggregatetype=AGGREGATE)
@@ -243,6 +246,21 @@ class Desk:
         self.store.database.vacuum_soon(["data_keys", "outbox"])
         log.info("erasure_requested", actor=request["actor"], scoped=request["scope"] is not None)
         return Received(_public(request), created=True, status_secret=status_secret)
+
+    async def _tell_tenant(self, uow: RightsUnit, request: dict[str, Any]) -> None:
+        """The request, as it is now, on the tenant's own topic, in the unit that made it
+        so (received, completed)."""
+        event = TenantRightsRequest(
+            source=SOURCE, subject=request["_id"], tenant_id=request["tenant_id"],
+            data=TenantRightsRequestData(
+                request_id=request["_id"], participant_id=request.get("participant_id"), kind=request["kind"],
+                actor=request["actor"], status=request["status"], received_at=request["received_at"],
+                deadline=request["deadline"], completed_at=request.get("completed_at"),
+                dialogue_id=request.get("scope")))
+        # Keyed by the request (its completion carries no participant ID), so a request's
+        # events stay in order on one partition.
+        await uow.publish(event, Topics.for_tenant(request["tenant_id"]), request["_id"].encode(),
+                          aggregatetype=AGGREGATE, aggregateid=request["_id"])
 
     def _key_destroyed_event(self, request: dict[str, Any]) -> DataKeyDestroyed:
         """To every process that caches data keys (each replica reads it)."""
@@ -298,6 +316,7 @@ class Desk:
             await uow.lock_chain()
             await self.audit(uow, request, "request_received")
             await uow.insert_request(request)
+            await self._tell_tenant(uow, request)
             await uow.publish(self._objection_event(request), Topics.OBJECTION_RECORDED,
                               partition_key(request["participant_id"]), aggregatetype=AGGREGATE)
         return Received(_public(request), created=True)
@@ -336,6 +355,7 @@ class Desk:
             await uow.lock_chain()
             await self.audit(uow, request, "request_received")
             await uow.insert_request(request)
+            await self._tell_tenant(uow, request)
             await self.audit(uow, request, "request_completed", store="dialogue.answers")
         return Received(_public(request), created=True)
 
@@ -350,6 +370,7 @@ class Desk:
             await uow.lock_chain()
             await self.audit(uow, request, "request_received")
             await uow.insert_request(request)
+            await self._tell_tenant(uow, request)
             await self._advance(uow, request, _access_progress(parts, now_ms()))
         return Received(_public(request), created=True)
 
@@ -439,6 +460,8 @@ class Desk:
                     fields["participant_id"] = None
             log.info("rights_request_completed", kind=request["kind"])
         await uow.update_request(request["_id"], fields)
+        if fields.get("status") == "completed":
+            await self._tell_tenant(uow, {**request, **fields})
         if erased:
             await uow.forget_holds(request["participant_id"])
             await uow.forget_participant(request["subject"])
