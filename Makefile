@@ -1,6 +1,7 @@
 # The two commands of a fresh machine: `make run` and `make test`.
 # uv comes from PyPI if it is missing; Kafka's jars (Maven Central) are fetched into
-# .cache/ on first use and reused afterwards; PostgreSQL 15's server and Chromium come
+# .cache/ on first use and reused afterwards, and Jaeger is built there once with Go from
+# the Go module proxy; PostgreSQL 15's server and Chromium come
 # from Debian's packages when the machine lacks them.
 
 SHELL := /bin/bash

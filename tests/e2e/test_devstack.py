@@ -1,8 +1,11 @@
 """``make run``'s launcher (``tessera-devstack run``) as a developer runs it: the whole
-platform on free ports, a service killed, and the launcher bringing it back."""
+platform on free ports; one erasure followed in Jaeger from the phone into every
+store's consumer, with nothing personal in any span; a service killed, and the launcher
+bringing it back; Ctrl-C stopping everything."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -20,16 +23,18 @@ from tessera_devstack.processes import free_port
 pytestmark = [pytest.mark.connected, pytest.mark.e2e]
 
 SERVICES = ("enrolment", "dialogue", "rights", "analytics")
+OPERATOR_KEY = "devstack-operator-key-" + os.urandom(8).hex()
 
 
 class Launcher:
     """``tessera-devstack run`` as a process, its output collected line by line."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.ports = {name: free_port() for name in ("kafka", "kafka_controller", "store", *SERVICES)}
+        self.ports = {name: free_port() for name in ("kafka", "kafka_controller", "store", "jaeger", "jaeger_otlp",
+                                                     *SERVICES)}
         command = shutil.which("tessera-devstack", path=str(Path(sys.executable).parent))
         assert command, "console script tessera-devstack is not installed"
-        env = {**os.environ, "TESSERA_RUN_DIR": str(run_dir),
+        env = {**os.environ, "TESSERA_RUN_DIR": str(run_dir), "TESSERA_OPERATOR_KEY": OPERATOR_KEY,
                **{f"TESSERA_{name.upper()}_PORT": str(port) for name, port in self.ports.items()}}
         self.process = subprocess.Popen([command, "run"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, env=env, text=True, start_new_session=True)
@@ -71,11 +76,75 @@ def alive(pid: int) -> bool:
     return True
 
 
-def test_make_run_restarts_a_service_that_dies_and_stops_everything_on_ctrl_c(tmp_path):
-    launcher = Launcher(tmp_path / "run")
+@pytest.fixture(scope="module")
+def launcher(tmp_path_factory) -> Launcher:
+    launcher = Launcher(tmp_path_factory.mktemp("devstack") / "run")
     try:
-        launcher.wait_for("Tessera is running", timeout=240)
-        pids = {name: launcher.pid(name) for name in ("kafka", "postgresql", *SERVICES)}
+        launcher.wait_for("Tessera is running", timeout=300)
+        yield launcher
+    finally:
+        if launcher.process.poll() is None:
+            launcher.interrupt()
+
+
+def test_one_erasure_is_followed_in_jaeger_across_all_four_services_with_nothing_personal(launcher):
+    url = {service: f"http://127.0.0.1:{launcher.ports[service]}" for service in SERVICES}
+    jaeger = f"http://127.0.0.1:{launcher.ports['jaeger']}"
+    assert any(f"traces     {jaeger}" in line for line in launcher.lines)  # printed for SRE
+    # The phone's own address, distinct from every server's, to look for in the spans.
+    phone = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.77"), timeout=30)
+    http = httpx.Client(timeout=30)
+    tenant = http.post(f"{url['enrolment']}/v1/tenants", json={"name": "Traces", "region": "eu-west"},
+                       headers={"Authorization": f"Bearer {OPERATOR_KEY}"}).json()
+    auth = {"Authorization": f"Bearer {tenant['api_key']}"}
+    deadline = time.monotonic() + 60
+    while http.get(f"{url['dialogue']}/v1/tenants/{tenant['tenant_id']}/settings", headers=auth).status_code != 200:
+        assert time.monotonic() < deadline, "the dialogue service never learnt the tenant"
+        time.sleep(0.3)
+    base = f"{url['dialogue']}/v1/tenants/{tenant['tenant_id']}/dialogues"
+    dialogue = http.post(base, headers=auth, json={"title": "Traces", "questions": [
+        {"kind": "open_text", "prompt": "What would you change?"}]}).json()
+    assert http.post(f"{base}/{dialogue['dialogue_id']}/publish", headers=auth).status_code == 200
+    code = http.post(f"{url['enrolment']}/v1/tenants/{tenant['tenant_id']}/codes", json={}, headers=auth).json()
+    device = phone.post(f"{url['enrolment']}/v1/enrolments",
+                        json={"code": code["code"], "platform": "ios", "form_factor": "phone"}).json()
+    me = {"Authorization": f"Bearer {device['device_token']}"}
+    text = "Een bankje bij de vijver graag " + os.urandom(6).hex()
+    question = dialogue["questions"][0]["question_id"]
+    assert phone.put(f"{url['enrolment']}/v1/me/dialogues/{dialogue['dialogue_id']}/questions/{question}/answer",
+                     json={"value": text}, headers=me).status_code == 201
+    asked = phone.post(f"{url['enrolment']}/v1/me/rights-requests", json={"kind": "erasure"}, headers=me)
+    assert asked.status_code == 202, asked.text
+    secret = {"Authorization": f"Bearer {asked.json()['status_secret']}"}
+    while phone.get(f"{url['enrolment']}/v1/rights-requests/{asked.json()['request_id']}",
+                    headers=secret).json()["status"] != "completed":
+        assert time.monotonic() < deadline + 90, "the erasure did not complete"
+        time.sleep(0.5)
+
+    # The erasure's trace, from Jaeger's query API: the gateway's request, rights, and
+    # every store's consumer, over Kafka (spans are exported in batches: look again).
+    wanted = {f"tessera-{service}" for service in SERVICES}
+    found = None
+    deadline = time.monotonic() + 60
+    while found is None and time.monotonic() < deadline:
+        traces = http.get(f"{jaeger}/api/traces", params={"service": "tessera-enrolment", "limit": 200,
+                                                          "lookback": "1h"}).json()["data"] or []
+        for trace in traces:
+            services = {process["serviceName"] for process in trace["processes"].values()}
+            operations = " ".join(span["operationName"] for span in trace["spans"])
+            if services >= wanted and "rights-requests" in operations:
+                found = trace
+        time.sleep(1)
+    assert found is not None, "no trace of the erasure holds spans of all four services"
+    everything = json.dumps(found)
+    for secret_value in (device["participant_id"], device["device_token"], code["code"], code["display"],
+                         "127.0.0.77", text, tenant["api_key"]):
+        assert secret_value not in everything, f"a span carries {secret_value[:6]}…"
+
+
+def test_make_run_restarts_a_service_that_dies_and_stops_everything_on_ctrl_c(launcher):
+    try:
+        pids = {name: launcher.pid(name) for name in ("kafka", "postgresql", "jaeger", *SERVICES)}
         assert all(launcher.ready(service) for service in SERVICES)
 
         os.kill(pids["analytics"], signal.SIGKILL)

@@ -1,13 +1,14 @@
 """``tessera-devstack``: the whole platform on this machine, without Docker.
 
 ``run``   start Kafka, PostgreSQL (a private cluster with each service's database and
-          roles) and the four services on fixed ports (each overridable), print the URLs
-          and the operator key, restart whatever dies (with back-off, saying so), and
-          stop everything on Ctrl-C.
+          roles), Jaeger (the trace view every service exports to) and the four
+          services on fixed ports (each overridable), print the URLs and the operator
+          key, restart whatever dies (with back-off, saying so), and stop everything on
+          Ctrl-C.
 ``keys``  print a fresh operator key and gateway key pair as ``export`` lines
           (for docker compose or a hand-run service).
-``fetch`` fetch Kafka's jars into .cache/ and check PostgreSQL's server binaries are
-          there (what ``run`` does first).
+``fetch`` fetch Kafka's jars into .cache/, build Jaeger there once, and check
+          PostgreSQL's server binaries are there (what ``run`` does first).
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ from tessera_devstack.processes import (
     Server,
     spawn,
     ensure_kafka_jars,
+    free_port,
     port_open,
     start_kafka,
     wait_for_kafka,
 )
+from tessera_devstack.jaeger import JaegerConfig, ensure_jaeger, start_jaeger
 from tessera_devstack.postgres import PostgresConfig, server_binaries, start_postgres
 
 SERVICES = ("enrolment", "dialogue", "rights", "analytics")
@@ -54,6 +57,10 @@ class StackSettings(BaseSettings):
     dialogue_port: int = 8002
     rights_port: int = 8003
     analytics_port: int = 8004
+    #: Jaeger's UI and query API, and where services send their traces (OTLP/HTTP).
+    #: Jaeger's usual ports, unless taken: then free ones (printed).
+    jaeger_port: int = 16686
+    jaeger_otlp_port: int = 4318
     run_dir: Path = REPO / ".run"
 
 
@@ -193,7 +200,13 @@ def run(settings: StackSettings) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        print("starting Kafka and PostgreSQL (the first run fetches Kafka's jars)...")
+        print("starting Kafka, PostgreSQL and Jaeger (the first run fetches Kafka's jars and builds Jaeger)...")
+        jaeger_config = JaegerConfig(
+            settings.run_dir / "jaeger",
+            query_port=settings.jaeger_port if not port_open(settings.jaeger_port) else free_port(),
+            otlp_port=settings.jaeger_otlp_port if not port_open(settings.jaeger_otlp_port) else free_port())
+        supervise("jaeger", lambda: start_jaeger(jaeger_config))
+        env.setdefault("TESSERA_OTLP_ENDPOINT", jaeger_config.otlp_endpoint)
         kafka_config = KafkaConfig(settings.run_dir / "kafka", settings.kafka_port, settings.kafka_controller_port)
         supervise("kafka", lambda: start_kafka(kafka_config))
         postgres_config = PostgresConfig(settings.run_dir / "postgres", settings.store_port)
@@ -240,6 +253,9 @@ def run(settings: StackSettings) -> int:
             port = getattr(settings, f"{service}_port")
             print(f"  {service:<10} http://127.0.0.1:{port}   (API docs: /docs)")
         print(f"  kafka      127.0.0.1:{settings.kafka_port}")
+        print(f"  traces     {jaeger_config.url}   (Jaeger's query API, e.g. "
+              f"{jaeger_config.url}/api/traces?service=tessera-enrolment; services export to "
+              f"{env['TESSERA_OTLP_ENDPOINT']})")
         print(f"  store      PostgreSQL on 127.0.0.1:{settings.store_port}, one database per service"
               f" (superuser password in {settings.run_dir / 'postgres' / 'superuser.password'})")
         print(f"  logs       {settings.run_dir / 'logs'}   (process ids in {pids})")
@@ -273,6 +289,7 @@ def main() -> None:
         return
     if args.command == "fetch":
         print(ensure_kafka_jars())
+        print(ensure_jaeger())
         print(server_binaries())
         return
     sys.exit(run(StackSettings()))

@@ -27,6 +27,7 @@ from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from opentelemetry import metrics
 from pydantic import BaseModel, ValidationError
 
 from tessera_common.broker import dead_letter
@@ -38,6 +39,13 @@ log = get_logger(__name__)
 E = TypeVar("E", bound=BaseModel)
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (*STORE_UNAVAILABLE, ConnectionError, TimeoutError)
+#: How long after it was written to Kafka a message is handled: a consumer's lag, in
+#: time (a consumer that falls behind shows it whatever the rate).
+EVENT_AGE = metrics.get_meter("tessera.consume").create_histogram(
+    "tessera_consumer_event_age", unit="s",
+    description="seconds from a message's write to Kafka until its handler finished, by consumer and topic")
+DEAD_LETTERS = metrics.get_meter("tessera.consume").create_counter(
+    "tessera_dead_letters", unit="1", description="messages sent to the dead-letter topic, by consumer and topic")
 
 
 class Consumer:
@@ -73,6 +81,7 @@ class Consumer:
         self.routes: dict[str, tuple[type[BaseModel], Callable[[Any], Awaitable[Any]]]] = {}
         self._last_commit = -commit_interval_seconds
 
+
     def on(self, topic: str, model: type[E], handler: Callable[[E], Awaitable[Any]]) -> Consumer:
         """Handle ``topic``'s messages as ``model`` with ``handler``."""
         if topic in self.routes:
@@ -106,6 +115,10 @@ class Consumer:
         model, handler = self.routes[topic]
         await handle(self.broker, message, consumer=self.group, topic=topic, model=model, handler=handler,
                      max_backoff_seconds=self.max_backoff_seconds)
+        written_ms = getattr(message.raw_message, "timestamp", None)
+        if isinstance(written_ms, int) and written_ms > 0:
+            EVENT_AGE.record(max(0.0, time.time() - written_ms / 1000),
+                             {"consumer": self.group.split(".")[0], "topic": topic})
         if time.monotonic() - self._last_commit >= self.commit_interval_seconds:
             try:
                 # Commits this message's position: everything up to it is handled. Bounded:
@@ -135,6 +148,7 @@ async def handle(
     raw: bytes = message.body
 
     async def park(reason: str) -> None:
+        DEAD_LETTERS.add(1, {"consumer": consumer.split(".")[0], "topic": topic})
         await dead_letter(
             broker,
             consumer=consumer,

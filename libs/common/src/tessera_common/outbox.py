@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import asyncpg
 from faststream.kafka import KafkaBroker
 from opentelemetry import context as otel_context
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry import propagate
 
 from tessera_common.logs import get_logger
@@ -59,6 +63,20 @@ async def insert_outbox(connection: asyncpg.Connection, outgoing: Outgoing) -> N
     )
 
 
+#: The relays of this process (one per service; several only where tests run several
+#: apps in one process), for the one gauge below.
+_RELAYS: weakref.WeakSet[OutboxRelay] = weakref.WeakSet()
+
+
+def _observe_age(_options: CallbackOptions) -> Iterable[Observation]:
+    yield Observation(max((relay.oldest_age_seconds() for relay in list(_RELAYS)), default=0.0))
+
+
+metrics.get_meter("tessera.outbox").create_observable_gauge(
+    "tessera_outbox_oldest_age", callbacks=[_observe_age], unit="s",
+    description="age of the oldest event waiting in this service's outbox (0: none waits)")
+
+
 class OutboxRelay:
     """Publishes committed outbox rows to Kafka and deletes them (see module docstring)."""
 
@@ -72,11 +90,20 @@ class OutboxRelay:
         #: turns off).
         self._ensure_topic = ensure_topic
         self._known_topics: set[str] = set()
+        #: When the oldest row this replica has seen waiting was written (None: none
+        #: waits); ``tessera_outbox_oldest_age`` is the time since, so a relay that
+        #: cannot publish (broker down) shows an age that grows.
+        self._oldest_waiting: datetime | None = None
+        _RELAYS.add(self)
         self._gather_seconds = gather_seconds
         self._database = database
         self._batch = batch
         self._wake = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
+
+    def oldest_age_seconds(self) -> float:
+        oldest = self._oldest_waiting
+        return (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
 
     def wake(self) -> None:
         """Run a pass now (the request that just committed need not wait for NOTIFY)."""
@@ -92,12 +119,14 @@ class OutboxRelay:
                 # replica holds the lock (it publishes them) or when there are none.
                 rows = await connection.fetch(
                     "WITH pass AS (SELECT pg_try_advisory_xact_lock($1) AS mine)"
-                    " SELECT seq, aggregateid, payload, topic, key, headers FROM outbox, pass"
+                    " SELECT seq, aggregateid, payload, topic, key, headers, created_at FROM outbox, pass"
                     " WHERE pass.mine ORDER BY seq LIMIT $2",
                     _RELAY_LOCK, self._batch,
                 )
                 if not rows:
+                    self._oldest_waiting = None
                     return published
+                self._oldest_waiting = rows[0]["created_at"]
                 # Events of one Kafka key (else one aggregate) one after another, in seq
                 # order; different keys side by side (no order is promised among them).
                 by_aggregate: dict[str, list[asyncpg.Record]] = {}

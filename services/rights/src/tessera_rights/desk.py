@@ -39,6 +39,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from opentelemetry import metrics
+from opentelemetry.metrics import Observation
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tessera_common.datamap import erasure_stores, objection_stores
@@ -127,6 +129,15 @@ class Desk:
         self.timing = timing
         self.ensure_topic = ensure_topic
         self._tenant_topics: set[str] = set()
+        #: Counted by each retry sweep (every few seconds), reported as gauges.
+        self.open_requests = self.overdue_requests = 0
+        meter = metrics.get_meter("tessera.rights")
+        meter.create_observable_gauge(
+            "tessera_rights_requests_open", callbacks=[lambda _: [Observation(self.open_requests)]], unit="1",
+            description="rights requests in progress, every tenant")
+        meter.create_observable_gauge(
+            "tessera_rights_requests_overdue", callbacks=[lambda _: [Observation(self.overdue_requests)]], unit="1",
+            description="rights requests in progress past their statutory deadline, every tenant")
 
     def marker(self, participant_id: str) -> str:
         return erased_marker(self.marker_key, participant_id)
@@ -475,6 +486,7 @@ class Desk:
         it is still due."""
         retried = 0
         await self.store.forget_expired_holds(now_ms())  # nobody can hold those keys any more
+        self.open_requests, self.overdue_requests = await self.store.open_requests(now_ms())
         for tenant_id, request_id in await self.store.due_retries(now_ms()):
             retried += await self._retry(tenant_id, request_id)
         return retried

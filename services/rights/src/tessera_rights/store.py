@@ -317,6 +317,12 @@ class RightsStore:
             rows = await uow.connection.fetch("SELECT tenant_id, request_id FROM due_retries($1, $2)", now, limit)
         return [(row["tenant_id"], row["request_id"]) for row in rows]
 
+    async def open_requests(self, now: datetime) -> tuple[int, int]:
+        """(open, of which past their deadline), across tenants: counts for the metrics."""
+        async with self.unit(None) as uow:
+            row = await uow.connection.fetchrow("SELECT open, overdue FROM open_requests_summary($1)", now)
+        return row["open"], row["overdue"]
+
     # --- the audit trail -------------------------------------------------
 
     async def audit_head(self, tenant_id: str) -> tuple[int, str] | None:
