@@ -59,7 +59,7 @@ lint: deps
 
 ## Enrolments per second and latency through the gateway, beside a bare baseline;
 ## answers per second end to end (gateway → dialogue → store → Kafka) and the
-## screening's cost per answer; personal-data screening's precision, recall and cost;
+## screening's cost per answer; the group view of 100 sealed texts, cold and warm key cache; personal-data screening's precision, recall and cost;
 ## erasure completion time at growing totals stored (ERASURE_TOTALS, e.g. 10000,1000000);
 ## event-to-figure lag under a steady answer load and a 100,000-answer dialogue's query time;
 ## the suppression rules' cost per table, exact audit included; a killed consumer consuming
@@ -70,6 +70,7 @@ ROTATION_TOTALS ?= 100000,1000000
 bench: stack-fetch
 	$(UV) run --frozen python -m bench.enrolment
 	$(UV) run --frozen python -m bench.answers
+	$(UV) run --frozen python -m bench.groupview
 	$(UV) run --frozen python -m bench.screening
 	$(UV) run --frozen python -m bench.erasure --totals $(ERASURE_TOTALS)
 	$(UV) run --frozen python -m bench.analytics

@@ -164,7 +164,9 @@ def _screening_cost(repetitions: int) -> tuple[list[float], list[float]]:
     return screening, rules
 
 
-def _setup(gateway: str, dialogue_url: str, phones: int) -> tuple[dict, list[dict]]:
+def _setup(gateway: str, dialogue_url: str, phones: int, questions: list[dict] | None = None,
+           ) -> tuple[dict, list[dict]]:
+    """A tenant, a published dialogue of ``questions`` and ``phones`` phones enrolled in it."""
     tenant = httpx.post(f"{gateway}/v1/tenants", json={"name": "Bench", "region": "eu-west"},
                         headers={"Authorization": f"Bearer {OPERATOR_KEY}"}).json()
     auth = {"Authorization": f"Bearer {tenant['api_key']}"}
@@ -174,7 +176,7 @@ def _setup(gateway: str, dialogue_url: str, phones: int) -> tuple[dict, list[dic
             raise TimeoutError("the dialogue service never learnt the tenant")
         time.sleep(0.3)
     base = f"{dialogue_url}/v1/tenants/{tenant['tenant_id']}/dialogues"
-    dialogue = httpx.post(base, json={"title": "Bench", "questions": QUESTIONS}, headers=auth).json()
+    dialogue = httpx.post(base, json={"title": "Bench", "questions": questions or QUESTIONS}, headers=auth).json()
     httpx.post(f"{base}/{dialogue['dialogue_id']}/publish", headers=auth).raise_for_status()
     code = httpx.post(f"{gateway}/v1/tenants/{tenant['tenant_id']}/codes", json={}, headers=auth).json()["code"]
     enrolled = []

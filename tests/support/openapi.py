@@ -11,7 +11,7 @@ from typing import Any
 
 from tessera_common.http import ERROR_DESCRIPTIONS
 from tessera_common.identity import ASSERTION_HEADER
-from tessera_enrolment.api import FORWARDED
+from tessera_enrolment.api import FORWARDED, PUBLIC_FORWARDED
 from tessera_enrolment.participant_api import FORWARDED_TO
 
 FRAGMENT = (Path(__file__).parents[2] / "services/enrolment/src/tessera_enrolment/participant_api.json")
@@ -42,25 +42,33 @@ def participant_api(documents: dict[str, dict[str, Any]] | None = None) -> dict[
     documents = documents or service_documents()
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {}
-    for service, routes in FORWARDED.items():
+    forwarded = [(service, method, path, False) for service, routes in FORWARDED.items() for method, path in routes]
+    forwarded += [(service, method, path, True) for service, routes in PUBLIC_FORWARDED.items()
+                  for method, path in routes]
+    for service, method, path, public in forwarded:
         document = documents[service]
-        for method, path in routes:
-            operation = copy.deepcopy(document["paths"][path][method.lower()])
-            parameters = [p for p in operation.get("parameters", []) if p["name"] != ASSERTION_HEADER]
-            operation.pop("parameters", None)
-            if parameters:
-                operation["parameters"] = parameters
-            operation["tags"] = [f"device → {service}"]
-            operation["operationId"] = f"{service}_{operation['operationId']}"
+        operation = copy.deepcopy(document["paths"][path][method.lower()])
+        parameters = [p for p in operation.get("parameters", []) if p["name"] != ASSERTION_HEADER]
+        operation.pop("parameters", None)
+        if parameters:
+            operation["parameters"] = parameters
+        operation["tags"] = [f"device → {service}"]
+        operation["operationId"] = f"{service}_{operation['operationId']}"
+        if public:  # its own credential (a status secret) or none, as the service says
+            errors = {**{code: e for code, e in GATEWAY_ERRORS.items() if code != "401"},
+                      "404": {"description": "a path parameter that cannot be an ID (`not_found`)",
+                              "content": _PROBLEM}}
+        else:
             operation["security"] = [{"HTTPBearer": []}]
-            operation["responses"].update(copy.deepcopy(GATEWAY_ERRORS))
-            operation["responses"] = dict(sorted(operation["responses"].items()))
-            operation[FORWARDED_TO] = service
-            paths.setdefault(path, {})[method.lower()] = operation
-            for name in _referenced(operation, document["components"]["schemas"]):
-                schema = document["components"]["schemas"][name]
-                if schemas.setdefault(name, schema) != schema:
-                    raise ValueError(f"dialogue and rights define {name} differently")
+            errors = GATEWAY_ERRORS
+        operation["responses"].update(copy.deepcopy(errors))
+        operation["responses"] = dict(sorted(operation["responses"].items()))
+        operation[FORWARDED_TO] = service
+        paths.setdefault(path, {})[method.lower()] = operation
+        for name in _referenced(operation, document["components"]["schemas"]):
+            schema = document["components"]["schemas"][name]
+            if schemas.setdefault(name, schema) != schema:
+                raise ValueError(f"dialogue and rights define {name} differently")
     return {"paths": paths, "components": {"schemas": dict(sorted(schemas.items()))}}
 
 

@@ -204,8 +204,8 @@ class DialogueChanged(EventEnvelope):
 # --- answers ---------------------------------------------------------------
 
 
-class AnswerFields(BaseModel):
-    """What both answer events say about the answer: whose, to what, and its value."""
+class AnswerValue(BaseModel):
+    """What every answer event says about the answer: whose, to what, and its value."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -214,12 +214,20 @@ class AnswerFields(BaseModel):
     question_id: OpaqueId
     answer_id: OpaqueId
     question_kind: QuestionKind
-    #: Choice keys or a scale value: not free text, so not encrypted.
+    #: Choice keys or a scale value: not free text, so not encrypted; empty and null
+    #: once withdrawn.
     choices: list[OpaqueId] = Field(default_factory=list)
     scale_value: int | None = None
+    #: Free text, sealed under the participant's data key (AES-256-GCM, associated data
+    #: ``tessera:<participant_id>:answer-text``); null for other kinds and once withdrawn.
     text: EncryptedText | None = None
     #: Kinds of personal data the screening found (never the text found).
     screening_kinds: list[str] = Field(default_factory=list)
+
+
+class AnswerFields(AnswerValue):
+    """The internal answer events' fields: the value and the answering device's facts."""
+
     #: The answering device's technical facts (already in ``device-enrolled``; nothing
     #: new about the person), for device-type statistics; None when not known.
     platform: Platform | None = None
@@ -343,6 +351,67 @@ class ParticipantErasureNoticeData(BaseModel):
 class ParticipantErasureNotice(EventEnvelope):
     type: Literal["io.tessera.tenant.participant-erasure.v1"] = "io.tessera.tenant.participant-erasure.v1"
     data: ParticipantErasureNoticeData
+
+
+# --- what a tenant's own systems read on its topic -------------------------------
+#
+# ``tenant.<tenant_id>.events.v1`` (Topics.for_tenant) carries what a tenant's systems
+# need: its answers as they are given, changed and withdrawn, its dialogues' changes,
+# its rights requests, and the erasure notices above. Free text stays sealed under the
+# participant's data key; the tenant fetches keys in batches while they exist
+# (``POST /v1/tenants/{tenant_id}/data-keys:batchGet`` on rights), so a system that keeps
+# ciphertext and fetches keys when it reads is erased along with the platform. The
+# AsyncAPI document (tessera_common.asyncapi) is generated from these models.
+
+
+class TenantAnswerData(AnswerValue):
+    """An answer as the tenant's systems get it. No device facts: per answer, the
+    device type would be a quasi-identifier (the platform releases it only in figures
+    about at least k people). The highest ``version`` of an ``answer_id`` is its state."""
+
+    change: Literal["submitted", "edited", "withdrawn"]
+    version: int = Field(ge=1)
+    at: datetime
+
+
+class TenantAnswer(EventEnvelope):
+    type: Literal["io.tessera.tenant.answer.v1"] = "io.tessera.tenant.answer.v1"
+    data: TenantAnswerData
+
+
+class TenantDialogue(EventEnvelope):
+    """A dialogue of the tenant as it now stands (keep the highest ``revision``)."""
+
+    type: Literal["io.tessera.tenant.dialogue.v1"] = "io.tessera.tenant.dialogue.v1"
+    data: DialogueChangedData
+
+
+class TenantRightsRequestData(BaseModel):
+    """A rights request about one of the tenant's participants, when it is received and
+    when it is completed. ``participant_id`` is null once the participant is erased."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: OpaqueId
+    participant_id: OpaqueId | None
+    kind: Literal["access", "export", "rectification", "erasure", "objection"]
+    actor: Literal["participant", "tenant", "retention"]
+    status: Literal["in_progress", "completed"]
+    received_at: datetime
+    deadline: datetime
+    completed_at: datetime | None = None
+    #: An erasure scoped to one dialogue's answers (retention); null: everything.
+    dialogue_id: OpaqueId | None = None
+
+
+class TenantRightsRequest(EventEnvelope):
+    type: Literal["io.tessera.tenant.rights-request.v1"] = "io.tessera.tenant.rights-request.v1"
+    data: TenantRightsRequestData
+
+
+#: Every event a tenant's topic carries.
+TENANT_EVENTS: tuple[type[EventEnvelope], ...] = (TenantAnswer, TenantDialogue, TenantRightsRequest,
+                                                   ParticipantErasureNotice)
 
 
 # --- objection to analysis -------------------------------------------------

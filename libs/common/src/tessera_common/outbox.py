@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -32,6 +33,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate
 
 from tessera_common.logs import get_logger
+
+#: Topics.for_tenant's prefix (events.py imports nothing from here).
+TENANT_TOPIC_PREFIX = "tenant."
 
 if TYPE_CHECKING:
     from tessera_common.postgres import Database, Outgoing
@@ -59,8 +63,15 @@ class OutboxRelay:
     """Publishes committed outbox rows to Kafka and deletes them (see module docstring)."""
 
     def __init__(self, broker: KafkaBroker, database: Database, batch: int = 200,
-                 gather_seconds: float = 0.005) -> None:
+                 gather_seconds: float = 0.005,
+                 ensure_topic: Callable[[str], Awaitable[None]] | None = None) -> None:
         self._broker = broker
+        #: Tenants' topics are made on first use (one per tenant, not known at start):
+        #: created before their first event, with the platform's partitions and
+        #: replication rather than a broker's auto-create defaults (which production
+        #: turns off).
+        self._ensure_topic = ensure_topic
+        self._known_topics: set[str] = set()
         self._gather_seconds = gather_seconds
         self._database = database
         self._batch = batch
@@ -107,6 +118,10 @@ class OutboxRelay:
             await self._publish(row)
 
     async def _publish(self, row: asyncpg.Record) -> None:
+        if self._ensure_topic is not None and row["topic"] not in self._known_topics:
+            if row["topic"].startswith(TENANT_TOPIC_PREFIX):
+                await self._ensure_topic(row["topic"])
+            self._known_topics.add(row["topic"])
         parent = propagate.extract(row["headers"] or {})
         token = otel_context.attach(parent)
         try:

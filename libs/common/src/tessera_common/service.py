@@ -54,7 +54,12 @@ def wire(settings: ServiceSettings, migrations: list[Path], span_exporter: SpanE
     database = Database(settings.database_url.get_secret_value(), owner_url, migrations,
                         max_size=settings.database_pool_size,
                         vacuum_interval_seconds=settings.vacuum_after_erasure_seconds)
-    return Wiring(settings, telemetry, broker, database, OutboxRelay(broker, database))
+
+    async def ensure_topic(topic: str) -> None:
+        await ensure_topics(settings.kafka_bootstrap_servers, [topic], partitions=settings.kafka_topic_partitions,
+                            replication_factor=settings.kafka_replication_factor)
+
+    return Wiring(settings, telemetry, broker, database, OutboxRelay(broker, database, ensure_topic=ensure_topic))
 
 
 def service_app(

@@ -34,6 +34,9 @@ from tessera_common.events import (
     PiiPolicy,
     QuestionDefinition,
     QuestionKind,
+    TenantAnswer,
+    TenantAnswerData,
+    TenantDialogue,
     TenantSettingsChanged,
     TenantSettingsChangedData,
     Topics,
@@ -227,6 +230,18 @@ class ScreeningOut(BaseModel):
     findings: list[FindingOut]
 
 
+class ScreeningIn(StrictBody):
+    text: Annotated[str, StringConstraints(min_length=1, max_length=domain.MAX_TEXT_CHARS)] = Field(
+        description="a text the participant is typing (kept nowhere)")
+
+
+class ScreeningPreviewOut(BaseModel):
+    findings: list[FindingOut] = Field(description="personal data found, as spans into the text as sent")
+    policy: domain.PiiPolicy = Field(description="what the organisation does with a text that has findings: "
+                                                 "`warn` (kept, flagged, others see it redacted), `redact` (kept "
+                                                 "with the spans replaced) or `reject` (refused)")
+
+
 class AnswerIn(StrictBody):
     value: JsonValue = Field(description="text, a choice key, a list of choice keys, or a whole number")
 
@@ -344,6 +359,11 @@ def question_doc(question: domain.Question) -> dict[str, Any]:
         "scale_max": question.scale_max,
         "scale_labels": {str(k): v for k, v in question.scale_labels.items()},
     }
+
+
+def for_tenant(event: DialogueChanged) -> TenantDialogue:
+    """The tenant's own copy of a dialogue's change, for its topic."""
+    return TenantDialogue(source=SOURCE, subject=event.subject, tenant_id=event.tenant_id, data=event.data)
 
 
 def dialogue_changed(dialogue: dict[str, Any]) -> DialogueChanged:
@@ -646,6 +666,12 @@ class Answers:
             scale_value=answer.scale_value, text=sealed, screening_kinds=kinds,
             platform=participant.platform, form_factor=participant.form_factor,
         )
+        version = 1 if existing is None else existing["version"] + 1
+        tenant_event = TenantAnswer(source=SOURCE, subject=answer_id, tenant_id=participant.tenant_id, data=TenantAnswerData(
+            participant_id=participant.participant_id, dialogue_id=dialogue_id, question_id=question.question_id,
+            answer_id=answer_id, question_kind=question.kind, change="submitted" if existing is None else "edited",
+            choices=list(answer.choices), scale_value=answer.scale_value, text=sealed, screening_kinds=kinds,
+            version=version, at=now))
         if existing is None:
             stored = {
                 "_id": answer_id, "tenant_id": participant.tenant_id, "participant_id": participant.participant_id,
@@ -657,7 +683,6 @@ class Answers:
                 data=AnswerSubmittedData(**common, version=1, submitted_at=now))
             topic, status_code = Topics.ANSWER_SUBMITTED, 201
         else:
-            version = existing["version"] + 1
             stored = {**existing, **fields, "version": version}
             event = AnswerChanged(source=SOURCE, subject=answer_id, tenant_id=participant.tenant_id,
                                   data=AnswerChangedData(**common, change="edited", version=version, changed_at=now))
@@ -667,6 +692,7 @@ class Answers:
                 stored, expected_version=None if existing is None else existing["version"],
                 marker=self._marker(participant), freeze_dialogue_at=freeze_at, event=event, topic=topic,
                 max_per_question=MAX_IDEAS_PER_PARTICIPANT if idea and existing is None else None,
+                tenant_event=tenant_event,
             )
         except ParticipantErasedError:
             raise participant_erased() from None
@@ -696,7 +722,13 @@ class Answers:
                     platform=participant.platform, form_factor=participant.form_factor,
                 ),
             )
-            if await self.store.withdraw_answer(participant.tenant_id, answer_id, existing["version"], now, event):
+            tenant_event = TenantAnswer(source=SOURCE, subject=answer_id, tenant_id=participant.tenant_id,
+                                        data=TenantAnswerData(
+                participant_id=participant.participant_id, dialogue_id=existing["dialogue_id"],
+                question_id=existing["question_id"], answer_id=answer_id, question_kind=existing["kind"],
+                change="withdrawn", version=existing["version"] + 1, at=now))
+            if await self.store.withdraw_answer(participant.tenant_id, answer_id, existing["version"], now, event,
+                                                tenant_event):
                 return
         raise problem(409, "concurrent_change", "this answer changed while being withdrawn; try again")
 
@@ -799,7 +831,8 @@ def build_router(store: DialogueStore, answers: Answers, gateway_public_key: str
             "opens_at": body.opens_at, "closes_at": body.closes_at, "status": "draft", "questions": questions,
             "has_answers": False, "version": 1, "created_at": now, "updated_at": now,
         }
-        await store.add_dialogue(dialogue, dialogue_changed(dialogue), Topics.DIALOGUE_CHANGED)
+        event = dialogue_changed(dialogue)
+        await store.add_dialogue(dialogue, event, Topics.DIALOGUE_CHANGED, tenant_event=for_tenant(event))
         return dialogue_out(dialogue)
 
     @router.get("/v1/tenants/{tenant_id}/dialogues", tags=["tenant"])
@@ -848,7 +881,8 @@ def build_router(store: DialogueStore, answers: Answers, gateway_public_key: str
         changes["updated_at"] = now_ms()
         event = dialogue_changed({**dialogue, **changes, "version": dialogue["version"] + 1})
         if not await store.update_dialogue(tenant_id, dialogue_id, dialogue["version"], changes, event,
-                                           Topics.DIALOGUE_CHANGED, questions_frozen_if_answered="questions" in given):
+                                           Topics.DIALOGUE_CHANGED, questions_frozen_if_answered="questions" in given,
+                                           tenant_event=for_tenant(event)):
             current = await tenant_dialogue(tenant_id, dialogue_id)
             if "questions" in given and current["has_answers"]:
                 raise problem(409, "has_answers", "questions of a dialogue with answers cannot change")
@@ -868,7 +902,8 @@ def build_router(store: DialogueStore, answers: Answers, gateway_public_key: str
                    "closed_at": domain.closed_at_after(target, dialogue.get("closed_at"), now)}
         event = dialogue_changed({**dialogue, **changes, "version": dialogue["version"] + 1})
         if not await store.update_dialogue(tenant_id, dialogue_id, dialogue["version"], changes, event,
-                                           Topics.DIALOGUE_CHANGED, questions_frozen_if_answered=False):
+                                           Topics.DIALOGUE_CHANGED, questions_frozen_if_answered=False,
+                                           tenant_event=for_tenant(event)):
             raise problem(409, "concurrent_change", "the dialogue changed meanwhile; read it and try again")
         log.info("dialogue_moved", dialogue_id=dialogue_id, status=target)
         return dialogue_out(await tenant_dialogue(tenant_id, dialogue_id))
@@ -963,6 +998,15 @@ def build_router(store: DialogueStore, answers: Answers, gateway_public_key: str
         retry after a lost response does not add it twice."""
         return replied(response, await answers.submit(participant, dialogue_id, question_id, body.value,
                                                       idempotency_key, idea=True))
+
+    @router.post("/v1/me/screening", tags=["participant"])
+    async def screening_preview(participant: CurrentParticipant, body: ScreeningIn) -> ScreeningPreviewOut:
+        """The platform's own personal-data screening of a text before it is sent, and
+        the tenant's policy, so an app can point at what it found while the participant
+        types (and carries no copy of the rules). Nothing is stored or logged."""
+        policy, _ = await answers.policy(participant.tenant_id)
+        findings = domain.screen(body.text)
+        return ScreeningPreviewOut(findings=[FindingOut(**_finding(f)) for f in findings], policy=policy)
 
     @router.get("/v1/me/answers", tags=["participant"])
     async def my_answers(participant: CurrentParticipant) -> AnswerList:

@@ -86,6 +86,16 @@ def _dialogue(row: asyncpg.Record) -> dict[str, Any]:
     return _with_id(row, "dialogue_id")
 
 
+async def _tell_tenant(uow: UnitOfWork, event: EventEnvelope | None, key: bytes, aggregatetype: str,
+                       aggregateid: str) -> None:
+    """The tenant's copy of a change, on its own topic, in the change's transaction
+    (an answer's under the same aggregate type and key as the internal event, so a
+    participant's erasure deletes both while they wait in the outbox)."""
+    if event is not None:
+        await uow.publish(event, Topics.for_tenant(event.tenant_id), key, aggregatetype=aggregatetype,
+                          aggregateid=aggregateid)
+
+
 def _deleted(status: str) -> int:
     return int(status.split()[-1])
 
@@ -142,8 +152,10 @@ class DialogueStore:
 
     # --- dialogues -------------------------------------------------------
 
-    async def add_dialogue(self, dialogue: dict[str, Any], event: EventEnvelope, topic: str) -> None:
-        """The new dialogue with its ``dialogue-changed`` event, in one transaction."""
+    async def add_dialogue(self, dialogue: dict[str, Any], event: EventEnvelope, topic: str,
+                           tenant_event: EventEnvelope | None = None) -> None:
+        """The new dialogue with its ``dialogue-changed`` event (and the tenant's), in one
+        transaction."""
         async with self.unit(dialogue["tenant_id"]) as uow:
             await uow.connection.execute(
                 f"INSERT INTO dialogues ({DIALOGUE_COLUMNS})"
@@ -153,6 +165,7 @@ class DialogueStore:
                 dialogue["version"], dialogue["created_at"], dialogue["updated_at"], dialogue.get("closed_at"),
             )
             await uow.publish(event, topic, dialogue["_id"].encode(), aggregatetype="dialogue")
+            await _tell_tenant(uow, tenant_event, dialogue["_id"].encode(), "dialogue", dialogue["_id"])
 
     async def dialogue(self, tenant_id: str, dialogue_id: str) -> dict[str, Any] | None:
         """A dialogue of this tenant; another tenant's is as absent as a missing one."""
@@ -198,7 +211,7 @@ class DialogueStore:
 
     async def update_dialogue(
         self, tenant_id: str, dialogue_id: str, version: int, changes: dict[str, Any], event: EventEnvelope,
-        topic: str, *, questions_frozen_if_answered: bool,
+        topic: str, *, questions_frozen_if_answered: bool, tenant_event: EventEnvelope | None = None,
     ) -> bool:
         """Apply ``changes`` to the dialogue as read at ``version``, with the event that
         describes the result; False if it changed since. With
@@ -222,6 +235,7 @@ class DialogueStore:
             if status != "UPDATE 1":
                 return False
             await uow.publish(event, topic, dialogue_id.encode(), aggregatetype="dialogue")
+            await _tell_tenant(uow, tenant_event, dialogue_id.encode(), "dialogue", dialogue_id)
         return True
 
     # --- answers ---------------------------------------------------------
@@ -263,6 +277,7 @@ class DialogueStore:
     async def save_answer(
         self, answer: dict[str, Any], *, expected_version: int | None, marker: str,
         freeze_dialogue_at: int | None, event: EventEnvelope, topic: str, max_per_question: int | None = None,
+        tenant_event: EventEnvelope | None = None,
     ) -> bool:
         """Create (``expected_version`` None) or replace the answer as read at
         ``expected_version``, with its event, in one transaction; False if what the
@@ -324,12 +339,14 @@ class DialogueStore:
                         raise _Stale
                 await uow.publish(event, topic, partition_key(participant_id), aggregatetype="answer",
                                   aggregateid=answer["_id"])
+                await _tell_tenant(uow, tenant_event, partition_key(participant_id), "answer", answer["_id"])
         except _Stale:
             return False
         return True
 
     async def withdraw_answer(
-        self, tenant_id: str, answer_id: str, version: int, now: datetime, event: EventEnvelope
+        self, tenant_id: str, answer_id: str, version: int, now: datetime, event: EventEnvelope,
+        tenant_event: EventEnvelope | None = None,
     ) -> bool:
         """Leave a tombstone of the answer as read at ``version`` (its value, flags and
         replay key cleared) with its ``answer-changed`` event; False if it changed since.
@@ -349,6 +366,7 @@ class DialogueStore:
                 return False
             await uow.publish(event, Topics.ANSWER_CHANGED, partition_key(participant_id), aggregatetype="answer",
                               aggregateid=answer_id)
+            await _tell_tenant(uow, tenant_event, partition_key(participant_id), "answer", answer_id)
         return True
 
     async def ideas_of(self, tenant_id: str, participant_id: str, dialogue_id: str, question_id: str) -> int:

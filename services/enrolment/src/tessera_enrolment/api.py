@@ -165,6 +165,7 @@ FORWARDED: dict[str, list[tuple[str, str]]] = {
         ("POST", "/v1/me/dialogues/{dialogue_id}/questions/{question_id}/ideas"),
         ("GET", "/v1/me/dialogues/{dialogue_id}/questions/{question_id}/group"),
         ("GET", "/v1/me/answers"),
+        ("POST", "/v1/me/screening"),
         ("PUT", "/v1/me/answers/{answer_id}"),
         ("DELETE", "/v1/me/answers/{answer_id}"),
     ],
@@ -173,6 +174,16 @@ FORWARDED: dict[str, list[tuple[str, str]]] = {
         ("GET", "/v1/me/rights-requests"),
         ("GET", "/v1/me/rights-requests/{request_id}"),
         ("GET", "/v1/me/rights-requests/{request_id}/data"),
+    ],
+}
+#: Routes forwarded without a device token, their own credential passed on as sent: an
+#: erasure's status and receipt by its status secret (the device token stops working
+#: during the erasure, so a phone has no other way to its receipt) and the receipt key.
+PUBLIC_FORWARDED: dict[str, list[tuple[str, str]]] = {
+    "rights": [
+        ("GET", "/v1/rights-requests/{request_id}"),
+        ("GET", "/v1/rights-requests/{request_id}/receipt"),
+        ("GET", "/v1/rights/receipt-key"),
     ],
 }
 #: Request headers passed on (besides the assertion and trace context); the device
@@ -186,12 +197,12 @@ SAFE_PATH_PARAM = r"^[A-Za-z0-9_-]{1,64}$"
 _HEADER_VALUE = re.compile(r"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*")
 
 
-def forwarded_headers(request: Request) -> dict[str, str]:
+def forwarded_headers(request: Request, names: tuple[str, ...] = PASSED_REQUEST_HEADERS) -> dict[str, str]:
     """The client's headers the gateway passes on, or 400 ``malformed_header`` naming
     the first one that HTTP cannot carry (never its value). Whitespace around a value
     is not part of it (RFC 9110 §5.5), so it is dropped rather than refused."""
     headers = {}
-    for name in PASSED_REQUEST_HEADERS:
+    for name in names:
         values = [value.strip(" \t") for value in request.headers.getlist(name)]
         if not values:
             continue
@@ -358,44 +369,56 @@ def build_router(
 
     def forwarder(downstream: Downstream):
         async def forward(request: Request, device: Annotated[dict, Depends(current_device)]) -> Response:
-            if any(not re.fullmatch(SAFE_PATH_PARAM, str(v)) for v in request.path_params.values()):
-                raise problem(404, "not_found", "no such resource")
             if signing_key is None:
                 raise problem(503, "gateway_not_configured", "the gateway has no signing key for assertions")
             participant = Participant(participant_id=device["_id"], tenant_id=device["tenant_id"],
                                       platform=device.get("platform"), form_factor=device.get("form_factor"))
             headers = forwarded_headers(request)
             headers[ASSERTION_HEADER] = sign_assertion(signing_key, participant, downstream.audience)
-            propagate.inject(headers)  # the downstream service joins this request's trace
-            try:
-                outgoing = downstream.client.build_request(
-                    request.method, request.url.path, params=request.query_params,
-                    content=await request.body(), headers=headers,
-                )
-            except (ValueError, httpx.InvalidURL):  # UnicodeEncodeError included
-                raise problem(400, "malformed_request", "this request cannot be forwarded as sent") from None
-            try:
-                upstream = await downstream.client.send(outgoing)
-            except httpx.LocalProtocolError:
-                # HTTP itself refused what the client sent (the downstream was not reached):
-                # the client's error, not an outage to retry.
-                log.info("request_not_forwardable", audience=downstream.audience)
-                raise problem(400, "malformed_request", "this request cannot be forwarded as sent") from None
-            except httpx.HTTPError as exc:
-                log.warning("downstream_unavailable", audience=downstream.audience, error=type(exc).__name__)
-                raise problem(503, "temporarily_unavailable", "a backing service is unavailable; retry shortly",
-                              {"Retry-After": "5"}) from None
-            passed = {name: upstream.headers[name] for name in PASSED_RESPONSE_HEADERS if name in upstream.headers}
-            return Response(upstream.content, status_code=upstream.status_code, headers=passed)
+            return await send(downstream, request, headers)
 
         return forward
 
-    for name, routes in FORWARDED.items():
-        if downstreams is None or name not in downstreams:
-            continue
-        for method, path in routes:
-            # Documented as the service behind it defines it (participant_api.py).
-            router.add_api_route(path, forwarder(downstreams[name]), methods=[method], include_in_schema=False)
+    def public_forwarder(downstream: Downstream):
+        async def forward(request: Request) -> Response:
+            return await send(downstream, request, forwarded_headers(request, (*PASSED_REQUEST_HEADERS,
+                                                                             "authorization")))
+
+        return forward
+
+    async def send(downstream: Downstream, request: Request, headers: dict[str, str]) -> Response:
+        """Pass the request on to ``downstream`` with ``headers`` and its answer back."""
+        if any(not re.fullmatch(SAFE_PATH_PARAM, str(v)) for v in request.path_params.values()):
+            raise problem(404, "not_found", "no such resource")
+        propagate.inject(headers)  # the downstream service joins this request's trace
+        try:
+            outgoing = downstream.client.build_request(
+                request.method, request.url.path, params=request.query_params,
+                content=await request.body(), headers=headers,
+            )
+        except (ValueError, httpx.InvalidURL):  # UnicodeEncodeError included
+            raise problem(400, "malformed_request", "this request cannot be forwarded as sent") from None
+        try:
+            upstream = await downstream.client.send(outgoing)
+        except httpx.LocalProtocolError:
+            # HTTP itself refused what the client sent (the downstream was not reached):
+            # the client's error, not an outage to retry.
+            log.info("request_not_forwardable", audience=downstream.audience)
+            raise problem(400, "malformed_request", "this request cannot be forwarded as sent") from None
+        except httpx.HTTPError as exc:
+            log.warning("downstream_unavailable", audience=downstream.audience, error=type(exc).__name__)
+            raise problem(503, "temporarily_unavailable", "a backing service is unavailable; retry shortly",
+                          {"Retry-After": "5"}) from None
+        passed = {name: upstream.headers[name] for name in PASSED_RESPONSE_HEADERS if name in upstream.headers}
+        return Response(upstream.content, status_code=upstream.status_code, headers=passed)
+
+    for table, make in ((FORWARDED, forwarder), (PUBLIC_FORWARDED, public_forwarder)):
+        for name, routes in table.items():
+            if downstreams is None or name not in downstreams:
+                continue
+            for method, path in routes:
+                # Documented as the service behind it defines it (participant_api.py).
+                router.add_api_route(path, make(downstreams[name]), methods=[method], include_in_schema=False)
 
     @router.get("/v1/me", tags=["device"])
     async def me(device: Annotated[dict, Depends(current_device)]) -> MeOut:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import httpx
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import HTMLResponse, JSONResponse
 from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic import Field, SecretStr, model_validator
 
+from tessera_common.asyncapi import asyncapi_document, asyncapi_page
 from tessera_common.postgres import migration_dirs
 from tessera_common.service import serve, service_app, wire
 from tessera_common.settings import ServiceSettings
@@ -78,12 +80,31 @@ def create_app(
         title="Tessera enrolment gateway",
         description="Tenants, opp codes and device enrolment; the gateway for mobile clients, which forwards "
                     "their dialogue and rights routes (documented here as the services behind it define them).",
-        routers=[router, build_internal_router(store, settings.internal_token.get_secret_value())],
+        routers=[router, build_internal_router(store, settings.internal_token.get_secret_value()),
+                 build_asyncapi_router()],
         on_stop=close_downstreams,
     )
     document_forwarded_routes(app, set(downstreams))
     mount_participant_app(app)  # the participant app at /app/: static files calling the routes above
     return app
+
+
+def build_asyncapi_router() -> APIRouter:
+    """The contract of a tenant's own topic (tessera_common.asyncapi), for the tenant's
+    engineers: the AsyncAPI 3 document, and the same as a page to read."""
+    router = APIRouter(tags=["tenant"])
+    document = asyncapi_document()
+    page = asyncapi_page(document)
+
+    @router.get("/asyncapi.json", summary="The AsyncAPI 3 document of a tenant's topic")
+    async def asyncapi_json() -> JSONResponse:
+        return JSONResponse(document)
+
+    @router.get("/asyncapi", summary="The same, as a page", response_class=HTMLResponse)
+    async def asyncapi_html() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    return router
 
 
 SETTINGS_CLASS = EnrolmentSettings

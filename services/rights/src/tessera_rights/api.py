@@ -15,7 +15,7 @@ import base64
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, NoReturn
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, PlainTextResponse
 from opentelemetry import metrics
@@ -85,6 +85,11 @@ class DataKeyBatchOut(BaseModel):
     missing: list[str] = Field(description="asked for, with no key here: never had one, another tenant's, or erased")
 
 
+class TenantDataKeysIn(StrictBody):
+    participant_ids: list[Annotated[str, StringConstraints(pattern=ID_PATTERN)]] = Field(
+        min_length=1, max_length=MAX_KEYS_PER_BATCH)
+
+
 class KeyDropIn(StrictBody):
     tenant_id: Annotated[str, StringConstraints(pattern=ID_PATTERN)]
     holder: HolderId
@@ -109,6 +114,54 @@ def key_hold(
     return KeyHold(holder=holder, seconds=seconds) if holder is not None else None
 
 
+async def unwrapped(store: RightsStore, epochs: KeyEpochs, record: domain.WrappedDataKey) -> DataKeyOut:
+    """The key of ``record``, unwrapped under its epoch (or the one a rotation moved it to)."""
+    try:
+        try:
+            key = await epochs.unwrap(record)
+        except UnknownEpoch:
+            # Read just before a rotation re-wrapped it and retired its epoch: the
+            # row holds it under the new epoch now.
+            fresh = await store.data_key(record.participant_id)
+            if fresh is None or fresh.epoch == record.epoch:
+                raise domain.KeyUnwrapFailed("unknown epoch") from None
+            record = fresh
+            key = await epochs.unwrap(record)
+    except (domain.KeyUnwrapFailed, UnknownEpoch):
+        log.error("data_key_unwrap_failed")
+        raise problem(500, "data_key_unreadable", "the stored data key cannot be unwrapped") from None
+    return DataKeyOut(participant_id=record.participant_id, tenant_id=record.tenant_id, key_id=record.key_id,
+                      key=base64.b64encode(key).decode())
+
+
+def build_tenant_key_router(store: RightsStore, epochs: KeyEpochs) -> APIRouter:
+    """A tenant's own systems fetch the data keys of its participants, to open the texts
+    their topic carries sealed: in batches, only while the keys exist. A system that
+    keeps ciphertext and fetches keys when it reads is erased along with the platform;
+    one that keeps keys must honour the erasure notices on the same topic."""
+    router = APIRouter()
+    meter = metrics.get_meter("tessera.rights")
+    fetched = meter.create_counter("tessera_rights_tenant_key_batches", unit="1",
+                                   description="tenants' data-key batches, by outcome")
+
+    async def tenant_key(tenant_id: TenantIdPath, credentials: BearerCredentials) -> str:
+        await authorise_tenant(require_bearer(credentials), tenant_id, store.api_key_hash)
+        return tenant_id
+
+    @router.post("/v1/tenants/{tenant_id}/data-keys:batchGet", tags=["tenant"])
+    async def tenant_data_keys(tenant_id: Annotated[str, Depends(tenant_key)], body: TenantDataKeysIn,
+                               ) -> DataKeyBatchOut:
+        """The existing data keys of up to 500 of the tenant's participants (another
+        tenant's, an erased or an unknown participant is in ``missing``)."""
+        wanted = sorted(set(body.participant_ids))
+        found = {k.participant_id: k for k in await store.data_keys_of(tenant_id, wanted)}
+        fetched.add(1, {"outcome": "found" if found else "none"})
+        return DataKeyBatchOut(keys=[await unwrapped(store, epochs, found[p]) for p in sorted(found)],
+                               missing=[p for p in wanted if p not in found])
+
+    return router
+
+
 def build_data_key_router(store: RightsStore, desk: Desk, internal_token: str, erased_marker_key: str,
                           epochs: KeyEpochs) -> APIRouter:
     meter = metrics.get_meter("tessera.rights")
@@ -129,26 +182,7 @@ def build_data_key_router(store: RightsStore, desk: Desk, internal_token: str, e
         raise problem(status_code, code, message)
 
     async def key_out(record: domain.WrappedDataKey) -> DataKeyOut:
-        try:
-            try:
-                key = await epochs.unwrap(record)
-            except UnknownEpoch:
-                # Read just before a rotation re-wrapped it and retired its epoch: the
-                # row holds it under the new epoch now.
-                fresh = await store.data_key(record.participant_id)
-                if fresh is None or fresh.epoch == record.epoch:
-                    raise domain.KeyUnwrapFailed("unknown epoch") from None
-                record = fresh
-                key = await epochs.unwrap(record)
-        except (domain.KeyUnwrapFailed, UnknownEpoch):
-            log.error("data_key_unwrap_failed")
-            raise problem(500, "data_key_unreadable", "the stored data key cannot be unwrapped") from None
-        return DataKeyOut(
-            participant_id=record.participant_id,
-            tenant_id=record.tenant_id,
-            key_id=record.key_id,
-            key=base64.b64encode(key).decode(),
-        )
+        return await unwrapped(store, epochs, record)
 
     Hold = Annotated[KeyHold | None, Depends(key_hold)]
 
@@ -283,6 +317,12 @@ def build_key_epoch_router(epochs: KeyEpochs, internal_token: str) -> APIRouter:
 
 # --- rights requests -----------------------------------------------------------------
 
+
+def refused(refusal: RequestRefused) -> HTTPException:
+    return HTTPException(status_code=refusal.status,
+                         detail={"code": refusal.code, "message": refusal.message, **refusal.more})
+
+
 AUDIENCE = "tessera-rights"
 NO_REQUEST = errors(404, e404="no such rights request here (`request_not_found`)")
 REQUEST_DATA = {
@@ -410,7 +450,7 @@ def build_requests_router(desk: Desk, gateway_public_key: str | None, receipt_pu
             outcome = await desk.receive(actor, tenant_id, participant_id, body.kind,
                                          answer_id=body.answer_id, value=body.value)
         except RequestRefused as refusal:
-            raise problem(refusal.status, refusal.code, refusal.message) from None
+            raise refused(refusal) from None
         except StoreUnavailable:
             raise problem(503, "temporarily_unavailable", "a store is unavailable; retry shortly",
                           {"Retry-After": "5"}) from None
@@ -426,7 +466,7 @@ def build_requests_router(desk: Desk, gateway_public_key: str | None, receipt_pu
         try:
             data = await desk.participant_data(request)
         except RequestRefused as refusal:
-            raise problem(refusal.status, refusal.code, refusal.message) from None
+            raise refused(refusal) from None
         except StoreUnavailable:
             raise problem(503, "temporarily_unavailable", "a store is unavailable; retry shortly",
                           {"Retry-After": "5"}) from None
@@ -474,9 +514,9 @@ def build_requests_router(desk: Desk, gateway_public_key: str | None, receipt_pu
     async def tenant_request(tenant_id: AuthorisedTenant, body: TenantRightsRequestIn,
                              response: Response) -> RightsRequestOut:
         try:
-            await desk.participant_of_tenant(tenant_id, body.participant_id)
+            await desk.participant_of_tenant(tenant_id, body.participant_id, body.kind)
         except RequestRefused as refusal:
-            raise problem(refusal.status, refusal.code, refusal.message) from None
+            raise refused(refusal) from None
         except StoreUnavailable:
             raise problem(503, "temporarily_unavailable", "a store is unavailable; retry shortly",
                           {"Retry-After": "5"}) from None

@@ -22,7 +22,12 @@ from tessera_common.logs import get_logger
 from tessera_common.postgres import migration_dirs
 from tessera_common.service import serve, service_app, wire
 from tessera_common.settings import ServiceSettings
-from tessera_rights.api import build_data_key_router, build_key_epoch_router, build_requests_router
+from tessera_rights.api import (
+    build_data_key_router,
+    build_key_epoch_router,
+    build_requests_router,
+    build_tenant_key_router,
+)
 from tessera_rights.desk import Desk, Timing
 from tessera_rights.domain import parse_master_key, parse_signing_key
 from tessera_rights.epochs import KeyEpochs
@@ -156,6 +161,7 @@ def create_app(
                 epochs=epochs,
             ),
             build_key_epoch_router(epochs, internal_token),
+            build_tenant_key_router(store, epochs),
         ],
         on_start=start,
         on_stop=stop,

@@ -52,6 +52,8 @@ from tessera_common.events import (
     ObjectionRecordedData,
     ParticipantErasureNotice,
     ParticipantErasureNoticeData,
+    TenantRightsRequest,
+    TenantRightsRequestData,
     Topics,
     partition_key,
 )
@@ -81,9 +83,12 @@ ACCESS_STORES = {"enrolment": "enrolment.devices", "dialogue": "dialogue.answers
 class RequestRefused(Exception):
     """The request cannot be taken: ``status`` and ``code`` for the 4xx that says why."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, more: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        #: What the refusal says besides code and message, passed on as the store said it
+        #: (``personal_data``'s ``findings``: the spans an app points at).
+        self.more = more or {}
 
 
 class StoreUnavailable(Exception):
@@ -128,10 +133,12 @@ class Desk:
 
     # --- receiving -------------------------------------------------------
 
-    async def participant_of_tenant(self, tenant_id: str, participant_id: str) -> None:
+    async def participant_of_tenant(self, tenant_id: str, participant_id: str, kind: str) -> None:
         """For a tenant's request: the participant must be the tenant's (enrolment
         knows), else 404, as for an ID that never existed; 409 if this tenant had them
-        erased (another tenant's erased participant is as unknown as any other ID)."""
+        erased (another tenant's erased participant is as unknown as any other ID). An
+        erasure asked for again while it still runs passes: :meth:`receive` answers
+        with the open one, as for any repeated erasure."""
         try:
             response = await self.stores["enrolment"].get(
                 f"/internal/v1/tenants/{tenant_id}/participants/{participant_id}")
@@ -140,6 +147,8 @@ class Desk:
         if response.status_code == 404:
             erasures = [r for r in await self.store.requests_of(tenant_id, self.marker(participant_id))
                         if r["kind"] == "erasure" and r.get("scope") is None]
+            if kind == "erasure" and any(r["status"] == "in_progress" for r in erasures):
+                return  # the device is gone already, the erasure still runs: asked again, it is the answer
             if erasures:
                 raise RequestRefused(409, "participant_erased", "this participant was erased; see request "
                                      + erasures[0]["_id"])
@@ -222,6 +231,7 @@ class Desk:
                     request["next_retry_at"] = min(request["next_retry_at"], max(h["held_until"] for h in holds))
             request["progress"] += [_pending(name) for name in sorted(stores)]
             await uow.insert_request(request)
+            await self._tell_tenant(uow, request)
             if destroyed_key:
                 await uow.publish(self._key_destroyed_event(request), Topics.DATA_KEY_DESTROYED, key,
                                   aggregatetype=AGGREGATE)
@@ -236,6 +246,21 @@ class Desk:
         self.store.database.vacuum_soon(["data_keys", "outbox"])
         log.info("erasure_requested", actor=request["actor"], scoped=request["scope"] is not None)
         return Received(_public(request), created=True, status_secret=status_secret)
+
+    async def _tell_tenant(self, uow: RightsUnit, request: dict[str, Any]) -> None:
+        """The request, as it is now, on the tenant's own topic, in the unit that made it
+        so (received, completed)."""
+        event = TenantRightsRequest(
+            source=SOURCE, subject=request["_id"], tenant_id=request["tenant_id"],
+            data=TenantRightsRequestData(
+                request_id=request["_id"], participant_id=request.get("participant_id"), kind=request["kind"],
+                actor=request["actor"], status=request["status"], received_at=request["received_at"],
+                deadline=request["deadline"], completed_at=request.get("completed_at"),
+                dialogue_id=request.get("scope")))
+        # Keyed by the request (its completion carries no participant ID), so a request's
+        # events stay in order on one partition.
+        await uow.publish(event, Topics.for_tenant(request["tenant_id"]), request["_id"].encode(),
+                          aggregatetype=AGGREGATE, aggregateid=request["_id"])
 
     def _key_destroyed_event(self, request: dict[str, Any]) -> DataKeyDestroyed:
         """To every process that caches data keys (each replica reads it)."""
@@ -291,6 +316,7 @@ class Desk:
             await uow.lock_chain()
             await self.audit(uow, request, "request_received")
             await uow.insert_request(request)
+            await self._tell_tenant(uow, request)
             await uow.publish(self._objection_event(request), Topics.OBJECTION_RECORDED,
                               partition_key(request["participant_id"]), aggregatetype=AGGREGATE)
         return Received(_public(request), created=True)
@@ -319,7 +345,7 @@ class Desk:
                 await uow.lock_chain()
                 await self.audit(uow, request, "request_received")
                 await self.audit(uow, request, "request_refused", store="dialogue.answers", outcome=detail[0])
-            raise RequestRefused(response.status_code, *detail)
+            raise RequestRefused(response.status_code, *detail, more=_more(response))
         if response.status_code != 200:
             raise StoreUnavailable("dialogue")
         now = now_ms()
@@ -329,6 +355,7 @@ class Desk:
             await uow.lock_chain()
             await self.audit(uow, request, "request_received")
             await uow.insert_request(request)
+            await self._tell_tenant(uow, request)
             await self.audit(uow, request, "request_completed", store="dialogue.answers")
         return Received(_public(request), created=True)
 
@@ -343,6 +370,7 @@ class Desk:
             await uow.lock_chain()
             await self.audit(uow, request, "request_received")
             await uow.insert_request(request)
+            await self._tell_tenant(uow, request)
             await self._advance(uow, request, _access_progress(parts, now_ms()))
         return Received(_public(request), created=True)
 
@@ -432,6 +460,8 @@ class Desk:
                     fields["participant_id"] = None
             log.info("rights_request_completed", kind=request["kind"])
         await uow.update_request(request["_id"], fields)
+        if fields.get("status") == "completed":
+            await self._tell_tenant(uow, {**request, **fields})
         if erased:
             await uow.forget_holds(request["participant_id"])
             await uow.forget_participant(request["subject"])
@@ -552,6 +582,21 @@ def _detail(response: httpx.Response) -> tuple[str, str]:
     if isinstance(detail, list):  # FastAPI's validation errors
         return "invalid_value", "; ".join(str(e.get("msg")) for e in detail[:3] if isinstance(e, dict))
     return "refused", "refused by the store"
+
+
+def _more(response: httpx.Response) -> dict[str, Any]:
+    """The findings of a ``personal_data`` refusal (spans into the text as sent), checked
+    to be what the dialogue service documents before they are passed on."""
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        return {}
+    findings = detail.get("findings") if isinstance(detail, dict) else None
+    if not isinstance(findings, list) or not all(
+            isinstance(f, dict) and set(f) == {"kind", "start", "end"} and isinstance(f["kind"], str)
+            and isinstance(f["start"], int) and isinstance(f["end"], int) for f in findings):
+        return {}
+    return {"findings": findings}
 
 
 def _receipt(request: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
