@@ -30,6 +30,7 @@ from support.apps import (
     served,
 )
 from support.db import fetchval
+from tessera_rights.domain import verify_receipt
 
 pytestmark = pytest.mark.connected
 
@@ -427,7 +428,10 @@ async def test_my_data_shown_downloaded_as_a_file_and_objection(platform, base, 
         answers = page.locator('section.store[data-store="dialogue.answers"]')
         await expect(answers.get_by_role("heading")).to_have_text("Your answers")
         await expect(answers).to_contain_text("Benches are broken")
-        await expect(page.locator('section.store[data-store="enrolment.devices"]')).to_contain_text("android")
+        device_facts = page.locator('section.store[data-store="enrolment.devices"]')
+        await expect(device_facts.locator('dt:text-is("System") + dd')).to_have_text("Android")
+        await expect(device_facts.locator('dt:text-is("Participant number") + dd')).to_have_text(
+            enrolled["participant_id"])
         await device.shot("07-my-data")
 
         async with page.expect_download() as waiting:
@@ -475,4 +479,90 @@ async def test_installable_manifest_service_worker_and_every_text_translated(pla
         await page.reload()
         await expect(page.get_by_role("heading", name="Welkom")).to_be_visible()
         await device.context.set_offline(False)
+        await device.no_cookie_ever()
+
+
+async def test_an_email_is_highlighted_while_typing_and_refused_under_the_reject_policy(platform, base, browser):
+    org = await organisation(platform, pii_policy="reject")
+    async with phone(browser, base) as device:
+        page = device.page
+        await device.open()
+        enrolled = await join(device, org.code)
+        await page.get_by_role("link", name="Our parks").tap()
+        form = question(page, org, "open_text")
+        text = "Ask me: jan.jansen@example.org, I walk there daily"
+        await form.get_by_label("Why?").press_sequentially(text[:20])  # typed, not pasted: screened while typing
+        await form.get_by_label("Why?").fill(text)
+        finding = form.locator(".screening mark")
+        await expect(finding).to_have_text("jan.jansen@example.org")  # before anything was sent
+        await expect(finding).to_have_attribute("data-kind", "email")
+        await expect(form.locator(".screening .warning")).to_have_text("This looks like personal data: e-mail address.")
+        await expect(form.locator(".screening .policy")).to_contain_text("does not accept personal data")
+        assert await answers_of(platform, enrolled) == []
+        await device.shot("08-screening-while-typing")
+
+        await form.get_by_role("button", name="Send answer").tap()
+        await expect(form.locator(".feedback")).to_have_text(
+            "Not saved: the text seems to contain personal data. Remove it and send again.")
+        await expect(form.locator(".screening mark")).to_have_text("jan.jansen@example.org")
+        await expect(page.locator("#waiting")).to_be_hidden()  # refused for good: nothing waits
+        assert await answers_of(platform, enrolled) == []
+
+        await form.get_by_label("Why?").fill("I walk there daily")
+        await expect(form.locator(".screening mark")).to_have_count(0)
+        await sent(form)
+        await device.accessible()
+
+
+async def test_erasure_follows_every_store_verifies_the_receipt_in_the_page_and_forgets_the_token(
+        platform, base, browser):
+    org = await organisation(platform)
+    async with phone(browser, base) as device:
+        page = device.page
+        await device.open()
+        enrolled = await join(device, org.code)
+        await page.get_by_role("link", name="Our parks").tap()
+        await written(page, org, "Please mow the grass")
+
+        await page.get_by_role("link", name="My data").tap()
+        await page.get_by_role("button", name="Erase everything…").tap()
+        await expect(page.get_by_role("button", name="Keep my data")).to_be_focused()
+        await page.get_by_role("button", name="Yes, erase everything").tap()
+        await expect(page.get_by_role("heading", name="Erasing your data")).to_be_visible()
+        stores = page.locator("ul.progress li")
+        await expect(stores.first).to_be_visible()
+        assert {"enrolment.devices", "dialogue.answers"} <= set(
+            await stores.evaluate_all("items => items.map(i => i.dataset.store)"))
+
+        verdict = page.locator(".verdict")
+        await expect(verdict).to_have_attribute("data-verdict", "valid", timeout=90_000)
+        await expect(verdict).to_contain_text("The receipt's signature is verified with the platform's key rk_")
+        assert await stores.evaluate_all("items => items.map(i => i.dataset.status)") == ["confirmed"] * await stores.count()
+        await device.shot("09-erasure-receipt")
+        await device.accessible()
+
+        async with page.expect_download() as waiting:
+            await page.get_by_role("button", name="Save the receipt").tap()
+        signed = json.loads(Path(await (await waiting.value).path()).read_text())
+        erasure = await page.evaluate("""() => new Promise((resolve) => {
+            const open = indexedDB.open("tessera");
+            open.onsuccess = () => {
+              const get = open.result.transaction("kv").objectStore("kv").get("erasure");
+              get.onsuccess = () => resolve(get.result);
+            };
+        })""")
+        assert signed["receipt"]["request_id"] == erasure["request_id"] and signed["algorithm"] == "Ed25519"
+        key = (await platform.gateway.get("/v1/rights/receipt-key")).json()
+        assert verify_receipt(key["public_key"], signed)
+        tampered = {**signed, "receipt": {**signed["receipt"], "reason": "changed"}}
+        assert await page.evaluate("""async ([signed, key]) => {
+            const {verifyReceipt} = await import('./js/receipt.js');
+            return verifyReceipt(signed, key);
+        }""", [tampered, key]) == "invalid"
+
+        refused = await platform.gateway.get("/v1/me", headers=bearer(enrolled["device_token"]))
+        assert refused.status_code == 401
+        assert await device.device() is None  # the app forgot the token
+        await page.get_by_role("button", name="Done").tap()
+        await expect(page.get_by_role("heading", name="Welcome")).to_be_visible()
         await device.no_cookie_ever()

@@ -4,12 +4,12 @@
 import { newKey } from "./api.js";
 import * as db from "./db.js";
 import { el, put } from "./dom.js";
-import { lang, t } from "./i18n.js";
+import { locale, t } from "./i18n.js";
 import { queueAnswer } from "./outbox.js";
 import { control, loadGroup, showFindings } from "./questions.js";
 import { errorText, me, say } from "./state.js";
 
-const date = (iso) => new Intl.DateTimeFormat(lang(), { dateStyle: "medium", timeStyle: "short" }).format(new Date(iso));
+const date = (iso) => new Intl.DateTimeFormat(locale(), { dateStyle: "medium", timeStyle: "short" }).format(new Date(iso));
 
 export async function renderDialogueList(main) {
   const { dialogues } = await me("GET", "/v1/me/dialogues");

@@ -89,9 +89,9 @@ function renderWelcome(code) {
   if (code) submit.focus();
 }
 
-function renderNav(current) {
+function renderNav(current, shown = Boolean(state.device)) {
   const nav = document.getElementById("nav");
-  nav.hidden = !state.device;
+  nav.hidden = !shown;
   put(nav, el("ul", {}, [["#/dialogues", "nav.dialogues", "dialogues"], ["#/answers", "nav.answers", "answers"],
                                     ["#/data", "nav.data", "data"]]
     .map(([href, key, name]) => el("li", {}, el("a", { href, "aria-current": name === current ? "page" : false }, t(key))))));
@@ -107,7 +107,7 @@ async function route() {
   const erasure = await db.get("erasure");
   try {
     if (erasure && (view === "erasure" || !state.device)) {
-      renderNav(null);
+      renderNav(null, false); // the device is being erased: nothing else to go to
       await renderErasure(main, signal);
     } else if (!state.device) {
       renderNav(null);

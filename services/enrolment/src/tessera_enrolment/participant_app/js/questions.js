@@ -4,7 +4,7 @@
 
 import { call } from "./api.js";
 import { el, marked, put, uid } from "./dom.js";
-import { kindName, lang, t } from "./i18n.js";
+import { kindName, locale, t } from "./i18n.js";
 import { me, state } from "./state.js";
 
 const SCREEN_AFTER_MS = 400;
@@ -139,7 +139,7 @@ export function renderGroup(box, view) {
     box.append(el("p", { class: "not-enough" }, t("group.not_enough", { k: view.min_group_size })));
     return;
   }
-  const number = new Intl.NumberFormat(lang());
+  const number = new Intl.NumberFormat(locale());
   box.append(el("h4", {}, t("group.title", { count: view.respondents })));
   if (view.choices) {
     box.append(bars(view.choices.map((c) => ({ key: c.key, label: c.label, count: c.count })), view.respondents));

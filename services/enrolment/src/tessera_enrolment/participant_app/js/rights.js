@@ -6,12 +6,12 @@
 import { ApiError, call } from "./api.js";
 import * as db from "./db.js";
 import { download, el, put } from "./dom.js";
-import { lang, storeName, t } from "./i18n.js";
+import { fieldName, locale, storeName, t } from "./i18n.js";
 import { verifyReceipt } from "./receipt.js";
 import { errorText, forgetDevice, go, me, say, state } from "./state.js";
 
 const POLL_MS = 1000;
-const time = (iso) => new Intl.DateTimeFormat(lang(), { dateStyle: "medium", timeStyle: "medium" }).format(new Date(iso));
+const time = (iso) => new Intl.DateTimeFormat(locale(), { dateStyle: "medium", timeStyle: "medium" }).format(new Date(iso));
 
 async function request(kind) {
   return me("POST", "/v1/me/rights-requests", { body: { kind } });
@@ -23,9 +23,14 @@ async function gathered(kind) {
   return { request: made, text: await me("GET", path, { raw: true }) };
 }
 
-function value(v) {
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/;
+
+/** A stored value as a person reads it: times in their language, device facts named. */
+function value(field, v) {
   if (v === null || v === undefined) return "—";
   if (typeof v === "object") return JSON.stringify(v);
+  if (typeof v === "string" && ISO_TIME.test(v)) return time(v);
+  if ((field === "platform" || field === "form_factor") && t.has(`device.${v}`)) return t(`device.${v}`);
   return String(v);
 }
 
@@ -35,7 +40,7 @@ function dataView(data) {
     data.stores.map((part) => el("section", { class: "store", "data-store": part.store },
       el("h3", {}, storeName(part.store)),
       part.records.length
-        ? part.records.map((record) => el("dl", {}, Object.entries(record).map(([k, v]) => [el("dt", {}, k), el("dd", {}, value(v))])))
+        ? part.records.map((record) => el("dl", {}, Object.entries(record).map(([k, v]) => [el("dt", {}, fieldName(k)), el("dd", {}, value(k, v))])))
         : el("p", { class: "hint" }, t("data.nothing")))));
 }
 
