@@ -124,16 +124,19 @@ class Phone:
         assert opened is not None and opened.status == 200
 
     async def device(self) -> dict | None:
+        return await self.stored("device")
+
+    async def stored(self, key: str) -> dict | None:
         """What the app keeps in IndexedDB (the only place it keeps anything)."""
-        return await self.page.evaluate("""() => new Promise((resolve, reject) => {
+        return await self.page.evaluate("""(key) => new Promise((resolve, reject) => {
             const open = indexedDB.open("tessera");
             open.onsuccess = () => {
-              const get = open.result.transaction("kv").objectStore("kv").get("device");
+              const get = open.result.transaction("kv").objectStore("kv").get(key);
               get.onsuccess = () => resolve(get.result ?? null);
               get.onerror = () => reject(get.error);
             };
             open.onerror = () => reject(open.error);
-        })""")
+        })""", key)
 
     async def shot(self, name: str) -> None:
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -215,6 +218,16 @@ async def written(page: Page, org: Organisation, text: str) -> None:
     form = question(page, org, "open_text")
     await form.get_by_label("Why?").fill(text)
     await sent(form)
+
+
+async def wrote_then_my_data(device: Phone, org: Organisation, text: str) -> dict:
+    """Join, answer the open question with ``text``, and open My data."""
+    await device.open()
+    enrolled = await join(device, org.code)
+    await device.page.get_by_role("link", name="Our parks").tap()
+    await written(device.page, org, text)
+    await device.page.get_by_role("link", name="My data").tap()
+    return enrolled
 
 
 async def answers_of(platform: Platform, enrolled: dict) -> list[dict]:
@@ -417,12 +430,7 @@ async def test_my_data_shown_downloaded_as_a_file_and_objection(platform, base, 
     org = await organisation(platform)
     async with phone(browser, base) as device:
         page = device.page
-        await device.open()
-        enrolled = await join(device, org.code)
-        await page.get_by_role("link", name="Our parks").tap()
-        await written(page, org, "Benches are broken")
-
-        await page.get_by_role("link", name="My data").tap()
+        enrolled = await wrote_then_my_data(device, org, "Benches are broken")
         await expect(page.get_by_text(f"Your participant number: {enrolled['participant_id']}")).to_be_visible()
         await page.get_by_role("button", name="Show my data").tap()
         answers = page.locator('section.store[data-store="dialogue.answers"]')
@@ -519,12 +527,7 @@ async def test_erasure_follows_every_store_verifies_the_receipt_in_the_page_and_
     org = await organisation(platform)
     async with phone(browser, base) as device:
         page = device.page
-        await device.open()
-        enrolled = await join(device, org.code)
-        await page.get_by_role("link", name="Our parks").tap()
-        await written(page, org, "Please mow the grass")
-
-        await page.get_by_role("link", name="My data").tap()
+        enrolled = await wrote_then_my_data(device, org, "Please mow the grass")
         await page.get_by_role("button", name="Erase everything…").tap()
         await expect(page.get_by_role("button", name="Keep my data")).to_be_focused()
         await page.get_by_role("button", name="Yes, erase everything").tap()
@@ -544,13 +547,8 @@ async def test_erasure_follows_every_store_verifies_the_receipt_in_the_page_and_
         async with page.expect_download() as waiting:
             await page.get_by_role("button", name="Save the receipt").tap()
         signed = json.loads(Path(await (await waiting.value).path()).read_text())
-        erasure = await page.evaluate("""() => new Promise((resolve) => {
-            const open = indexedDB.open("tessera");
-            open.onsuccess = () => {
-              const get = open.result.transaction("kv").objectStore("kv").get("erasure");
-              get.onsuccess = () => resolve(get.result);
-            };
-        })""")
+        erasure = await device.stored("erasure")  # kept: the status secret and the receipt
+        assert erasure["status_secret"].startswith("rss_")
         assert signed["receipt"]["request_id"] == erasure["request_id"] and signed["algorithm"] == "Ed25519"
         key = (await platform.gateway.get("/v1/rights/receipt-key")).json()
         assert verify_receipt(key["public_key"], signed)
