@@ -138,9 +138,9 @@ class Phone:
             open.onerror = () => reject(open.error);
         })""", key)
 
-    async def shot(self, name: str) -> None:
+    async def shot(self, name: str, full_page: bool = True) -> None:
         SHOTS.mkdir(parents=True, exist_ok=True)
-        await self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        await self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
     async def no_cookie_ever(self) -> None:
         assert await self.page.evaluate("document.cookie") == ""
@@ -328,6 +328,11 @@ async def test_enrol_by_link_answer_every_kind_and_see_the_group_once_k_answered
         await expect(single.locator('.bars li[data-key="south"] .count')).to_have_text("2 (67%)")
         await expect(single.locator('.bars li[data-key="north"] .count')).to_have_text("1 (33%)")
 
+        await page.set_viewport_size({"width": 360, "height": 740})  # a small phone: nothing runs off the side
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 360
+        await device.shot("02b-answered-at-360", full_page=False)
+        await page.set_viewport_size({"width": 390, "height": 844})
+
         await page.reload()  # answered questions show the group at once
         await expect(scale.locator(".group .mean")).to_have_text("Average: 4")
         await expect(scale.locator('.bars li[data-key="5"] .label')).to_have_text("5 · very")
@@ -466,6 +471,9 @@ async def test_installable_manifest_service_worker_and_every_text_translated(pla
         page = device.page
         await device.open()
         await expect(page.get_by_role("heading", name="Welkom")).to_be_visible()
+        await page.set_viewport_size({"width": 360, "height": 740})
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 360
+        await device.shot("10-welcome-dutch-360")
         scope = await page.evaluate("navigator.serviceWorker.ready.then(r => r.scope)")
         assert scope == f"{base}/app/"
         manifest = await page.evaluate("""async () => {
@@ -520,6 +528,17 @@ async def test_an_email_is_highlighted_while_typing_and_refused_under_the_reject
         await expect(form.locator(".screening mark")).to_have_count(0)
         await sent(form)
         await device.accessible()
+
+        # A change in My answers is screened and refused the same way, its findings shown.
+        await page.get_by_role("link", name="My answers").tap()
+        mine = page.locator("ul.answers li").first
+        await mine.get_by_role("button", name="Change").tap()
+        await mine.get_by_label("Why?").fill("Call 06 12345678 any time")
+        await mine.get_by_role("button", name="Save").tap()
+        await expect(mine.locator(".feedback")).to_have_text(
+            "Not saved: the text seems to contain personal data. Remove it and send again.")
+        await expect(mine.locator('.screening mark[data-kind="phone"]')).to_have_text("06 12345678")
+        assert [a["value"] for a in await answers_of(platform, enrolled)] == ["I walk there daily"]
 
 
 async def test_erasure_follows_every_store_verifies_the_receipt_in_the_page_and_forgets_the_token(
