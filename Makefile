@@ -8,7 +8,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: run test unit fuzz lint bench deps stack-fetch postgres browser clean
+.PHONY: run test unit fuzz lint bench deps stack-fetch postgres browser browser-tools clean
 
 deps:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -35,8 +35,12 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
+## axe-core from npm (package-lock.json), injected by the participant app's browser test.
+browser-tools:
+	@[ -f node_modules/axe-core/axe.min.js ] || npm ci --no-audit --no-fund --silent
+
 ## Unit, integration (real Kafka + PostgreSQL, a real headless Chromium) and end-to-end tests.
-test: stack-fetch browser
+test: stack-fetch browser browser-tools
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 ## Unit tests only: no broker, no store.

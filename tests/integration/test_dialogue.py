@@ -12,12 +12,12 @@ import pytest
 from support.apps import (
     Platform,
     bearer,
-    create_tenant,
     enrol_devices,
     running_platform,
     opened,
-    tenant_known_to_dialogue,
 )
+from support.apps import PARK_QUESTIONS as QUESTIONS
+from support.apps import dialogue_tenant as new_tenant
 from support.db import fetchval
 from support.kafka import eventually, produce, read_topic
 from tessera_common.crypto import open_text
@@ -34,33 +34,11 @@ from tessera_common.identity import ASSERTION_HEADER, Participant, sign_assertio
 
 pytestmark = pytest.mark.connected
 
-QUESTIONS = [
-    {"kind": "single_choice", "prompt": "Which park needs work first?",
-     "choices": [{"key": "north", "label": "North park"}, {"key": "south", "label": "South park"}]},
-    {"kind": "multiple_choice", "prompt": "What would you add?",
-     "choices": [{"key": "benches", "label": "Benches"}, {"key": "trees", "label": "Trees"},
-                 {"key": "lights", "label": "Lights"}]},
-    {"kind": "scale", "prompt": "How safe do you feel there?",
-     "scale": {"min": 1, "max": 5, "labels": {"1": "not at all", "5": "very"}}},
-    {"kind": "open_text", "prompt": "Why?"},
-    {"kind": "idea", "prompt": "Your ideas for the park"},
-]
-
 
 @pytest.fixture(scope="module")
 async def platform(stack) -> AsyncIterator[Platform]:
     async with running_platform(stack) as running:
         yield running
-
-
-async def new_tenant(platform: Platform, **settings) -> dict:
-    tenant = await create_tenant(platform.gateway)
-    await tenant_known_to_dialogue(platform, tenant)
-    if settings:
-        response = await platform.dialogue.put(f"/v1/tenants/{tenant['tenant_id']}/settings", json=settings,
-                                               headers=bearer(tenant["api_key"]))
-        assert response.status_code == 200, response.text
-    return tenant
 
 
 async def published_dialogue(platform: Platform, tenant: dict, questions=QUESTIONS) -> dict:

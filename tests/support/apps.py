@@ -252,6 +252,18 @@ async def _tenant_known(client: httpx.AsyncClient, path: str, tenant: dict) -> N
     await eventually(known, timeout=60)
 
 
+async def dialogue_tenant(platform: Platform, **settings) -> dict:
+    """A new tenant that the dialogue service knows, with these dialogue settings
+    (``min_group_size``, ``pii_policy``)."""
+    tenant = await create_tenant(platform.gateway)
+    await tenant_known_to_dialogue(platform, tenant)
+    if settings:
+        response = await platform.dialogue.put(f"/v1/tenants/{tenant['tenant_id']}/settings", json=settings,
+                                               headers=bearer(tenant["api_key"]))
+        assert response.status_code == 200, response.text
+    return tenant
+
+
 async def enrol_devices(platform: Platform, tenant: dict, n: int) -> list[dict]:
     code = await create_code(platform.gateway, tenant)
     devices = []
@@ -260,3 +272,18 @@ async def enrol_devices(platform: Platform, tenant: dict, n: int) -> list[dict]:
         assert response.status_code == 201, response.text
         devices.append(response.json())
     return devices
+
+
+#: A dialogue with one question of every kind, as a tenant would write it.
+PARK_QUESTIONS = [
+    {"kind": "single_choice", "prompt": "Which park needs work first?",
+     "choices": [{"key": "north", "label": "North park"}, {"key": "south", "label": "South park"}]},
+    {"kind": "multiple_choice", "prompt": "What would you add?",
+     "choices": [{"key": "benches", "label": "Benches"}, {"key": "trees", "label": "Trees"},
+                 {"key": "lights", "label": "Lights"}]},
+    {"kind": "scale", "prompt": "How safe do you feel there?",
+     "scale": {"min": 1, "max": 5, "labels": {"1": "not at all", "5": "very"}}},
+    {"kind": "open_text", "prompt": "Why?"},
+    {"kind": "idea", "prompt": "Your ideas for the park"},
+]
+

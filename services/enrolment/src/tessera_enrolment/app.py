@@ -16,6 +16,7 @@ from tessera_enrolment.api import Downstream, GuessThrottle, build_internal_rout
 from tessera_enrolment.handlers import CONSUMER, register_handlers
 from tessera_enrolment.participant_api import document_forwarded_routes
 from tessera_enrolment.store import EnrolmentStore
+from tessera_enrolment.webapp import mount_participant_app
 
 
 class EnrolmentSettings(ServiceSettings):
@@ -84,6 +85,7 @@ def create_app(
         on_stop=close_downstreams,
     )
     document_forwarded_routes(app, set(downstreams))
+    mount_participant_app(app)  # the participant app at /app/: static files calling the routes above
     return app
 
 
