@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -506,26 +507,53 @@ async def test_an_email_is_highlighted_while_typing_and_refused_under_the_reject
         enrolled = await join(device, org.code)
         await page.get_by_role("link", name="Our parks").tap()
         form = question(page, org, "open_text")
-        text = "Ask me: jan.jansen@example.org, I walk there daily"
-        await form.get_by_label("Why?").press_sequentially(text[:20])  # typed, not pasted: screened while typing
-        await form.get_by_label("Why?").fill(text)
-        finding = form.locator(".screening mark")
-        await expect(finding).to_have_text("jan.jansen@example.org")  # before anything was sent
+        # The emoji is one character to the screening (Python) and two UTF-16 units to the page.
+        text = "Ask me 🌳 or mail jan.jansen@example.org, I walk there daily with the dog"
+        box = form.get_by_label("Why?")
+        await box.press_sequentially(text[:20])  # typed, not pasted: screened while typing
+        await box.fill(text)
+        backdrop = form.locator(".highlight .backdrop")
+        finding = backdrop.locator("mark")
+        await expect(finding).to_have_text("jan.jansen@example.org")  # in the box, before anything was sent
         await expect(finding).to_have_attribute("data-kind", "email")
-        await expect(form.locator(".screening .warning")).to_have_text("This looks like personal data: e-mail address.")
-        await expect(form.locator(".screening .policy")).to_contain_text("does not accept personal data")
+        # The mark covers exactly the address: the backdrop holds the very text of the box, laid out alike.
+        laid_out = await form.evaluate("""form => {
+            const area = form.querySelector("textarea"), back = form.querySelector(".backdrop");
+            const mark = back.querySelector("mark");
+            const before = [...back.childNodes].slice(0, [...back.childNodes].indexOf(mark)).map(n => n.textContent).join("");
+            const style = (node) => ["font", "lineHeight", "letterSpacing", "padding", "borderWidth", "whiteSpace",
+                                     "overflowWrap", "width", "height"].map(p => getComputedStyle(node)[p]);
+            return {same_text: back.textContent === area.value, before, style: [style(area), style(back)],
+                    transparent: getComputedStyle(area).backgroundColor};
+        }""")
+        assert laid_out["same_text"] and laid_out["before"] == "Ask me 🌳 or mail "
+        assert laid_out["style"][0] == laid_out["style"][1] and laid_out["transparent"] == "rgba(0, 0, 0, 0)"
+        # What the marks say, in words, read with the box.
+        explanation = form.locator(".screening")
+        await expect(explanation.locator(".warning")).to_have_text("This looks like personal data: e-mail address.")
+        await expect(explanation.locator(".policy")).to_contain_text("does not accept personal data")
+        await expect(explanation).to_have_attribute("aria-live", "polite")
+        await expect(box).to_have_accessible_description(re.compile(
+            r"personal data: e-mail address\..*“jan\.jansen@example\.org”.*does not accept personal data"))
         assert await answers_of(platform, enrolled) == []
-        await device.shot("08-screening-while-typing")
+        await box.scroll_into_view_if_needed()
+        await device.shot("08-screening-while-typing", full_page=False)
+        await page.set_viewport_size({"width": 360, "height": 740})
+        await expect(finding).to_have_text("jan.jansen@example.org")
+        await box.scroll_into_view_if_needed()
+        await device.shot("08b-screening-at-360", full_page=False)
+        await page.set_viewport_size({"width": 390, "height": 844})
 
         await form.get_by_role("button", name="Send answer").tap()
         await expect(form.locator(".feedback")).to_have_text(
             "Not saved: the text seems to contain personal data. Remove it and send again.")
-        await expect(form.locator(".screening mark")).to_have_text("jan.jansen@example.org")
+        await expect(form.locator(".backdrop mark")).to_have_text("jan.jansen@example.org")
         await expect(page.locator("#waiting")).to_be_hidden()  # refused for good: nothing waits
         assert await answers_of(platform, enrolled) == []
 
         await form.get_by_label("Why?").fill("I walk there daily")
-        await expect(form.locator(".screening mark")).to_have_count(0)
+        await expect(form.locator(".backdrop mark")).to_have_count(0)
+        await expect(form.locator(".screening")).to_be_empty()
         await sent(form)
         await device.accessible()
 
@@ -537,7 +565,7 @@ async def test_an_email_is_highlighted_while_typing_and_refused_under_the_reject
         await mine.get_by_role("button", name="Save").tap()
         await expect(mine.locator(".feedback")).to_have_text(
             "Not saved: the text seems to contain personal data. Remove it and send again.")
-        await expect(mine.locator('.screening mark[data-kind="phone"]')).to_have_text("06 12345678")
+        await expect(mine.locator('.backdrop mark[data-kind="phone"]')).to_have_text("06 12345678")
         assert [a["value"] for a in await answers_of(platform, enrolled)] == ["I walk there daily"]
 
 

@@ -6,7 +6,7 @@ import * as db from "./db.js";
 import { el, put } from "./dom.js";
 import { locale, t } from "./i18n.js";
 import { queueAnswer } from "./outbox.js";
-import { control, loadGroup, showFindings } from "./questions.js";
+import { control, loadGroup } from "./questions.js";
 import { errorText, me, say } from "./state.js";
 
 const date = (iso) => new Intl.DateTimeFormat(locale(), { dateStyle: "medium", timeStyle: "short" }).format(new Date(iso));
@@ -90,14 +90,15 @@ export async function renderDialogue(main, dialogueId, signal) {
     const section = sections.get(item.question_id);
     if (!section || item.dialogue_id !== dialogue.dialogue_id) return;
     section.feedback.textContent = feedbackFor(answer);
-    if (section.field.screening) {
-      showFindings(section.field.screening, answer.value ?? "", [], null);
+    if (section.field.clearFindings) {
+      section.field.clearFindings(); // sent: what it said is the feedback now
       if (answer.screening?.action === "redacted") section.feedback.append(" ", el("q", {}, answer.value));
     }
     if (section.ideas) {
       section.ideas.append(el("li", {}, answer.value));
       section.ideas.previousElementSibling.hidden = false;
       section.field.textarea.value = "";
+      section.field.clearFindings(); // redraws the backdrop, now empty like the box
     } else {
       section.send.textContent = t("answer.change");
     }
@@ -111,8 +112,8 @@ export async function renderDialogue(main, dialogueId, signal) {
     if (!section || item.dialogue_id !== dialogue.dialogue_id) return;
     if (error.code === "personal_data") {
       section.feedback.textContent = t("answer.rejected_personal_data");
-      if (section.field.screening && error.detail?.findings) {
-        showFindings(section.field.screening, item.body.value, error.detail.findings, "reject");
+      if (section.field.showFindings && error.detail?.findings) {
+        section.field.showFindings(item.body.value, error.detail.findings, "reject");
       }
     } else {
       section.feedback.textContent = errorText(error);
