@@ -231,6 +231,17 @@ async def wrote_then_my_data(device: Phone, org: Organisation, text: str) -> dic
     return enrolled
 
 
+async def joined_by_link_in_the_dialogue(device: Phone, org: Organisation) -> dict:
+    """Join from a link (`#code=…`) and open the dialogue."""
+    await device.open(f"/app/#code={org.code}")
+    await device.page.get_by_role("button", name="Join").tap()
+    await expect(device.page.get_by_role("heading", name="Open dialogues")).to_be_visible()
+    enrolled = await device.device()
+    await device.page.get_by_role("link", name="Our parks").tap()
+    await expect(device.page.get_by_role("heading", name="Our parks")).to_be_visible()
+    return enrolled
+
+
 async def answers_of(platform: Platform, enrolled: dict) -> list[dict]:
     response = await platform.gateway.get("/v1/me/answers", headers=bearer(enrolled["device_token"]))
     assert response.status_code == 200, response.text
@@ -397,12 +408,7 @@ async def test_answers_made_offline_wait_and_are_stored_once_back_online(platfor
     org = await organisation(platform)
     async with phone(browser, base) as device:
         page = device.page
-        await device.open(f"/app/#code={org.code}")
-        await page.get_by_role("button", name="Join").tap()
-        await expect(page.get_by_role("heading", name="Open dialogues")).to_be_visible()
-        enrolled = await device.device()
-        await page.get_by_role("link", name="Our parks").tap()
-        await expect(page.get_by_role("heading", name="Our parks")).to_be_visible()
+        enrolled = await joined_by_link_in_the_dialogue(device, org)
 
         await device.context.set_offline(True)
         await expect(page.locator("#offline")).to_be_visible()
@@ -429,6 +435,52 @@ async def test_answers_made_offline_wait_and_are_stored_once_back_online(platfor
         rows = await fetchval(platform.database_url("dialogue", owner=True),
                               "SELECT count(*) FROM answers WHERE participant_id = $1", enrolled["participant_id"])
         assert rows == 2
+        await device.no_cookie_ever()
+
+
+async def test_a_dialogue_loaded_before_opens_offline_and_its_answer_is_stored_once_back_online(
+        platform, base, browser):
+    org = await organisation(platform)
+    async with phone(browser, base) as device:
+        page = device.page
+        enrolled = await joined_by_link_in_the_dialogue(device, org)
+        await page.wait_for_function("navigator.serviceWorker.controller !== null")  # the shell is cached
+        await page.get_by_role("link", name="Back to the dialogues").tap()
+        await expect(page.get_by_role("heading", name="Open dialogues")).to_be_visible()
+        note = page.locator("main .kept")
+        await expect(note).to_have_count(0)  # online: fresh from the gateway, nothing to say
+
+        await device.context.set_offline(True)
+        await page.reload()
+        await expect(page.get_by_role("heading", name="Open dialogues")).to_be_visible()
+        await expect(note).to_contain_text("Offline: showing what was loaded before")
+        await page.get_by_role("link", name="Our parks").tap()
+        await expect(page.get_by_role("heading", name="Our parks")).to_be_visible()
+        await expect(note).to_contain_text("Offline: showing what was loaded before")
+        single = question(page, org, "single_choice")
+        await single.get_by_label("South park").tap()
+        await single.get_by_role("button", name="Send answer").tap()
+        await expect(page.locator("#waiting li")).to_have_count(1)
+        await device.shot("11-offline-dialogue-loaded-before", full_page=False)
+        assert await answers_of(platform, enrolled) == []
+
+        await device.context.set_offline(False)
+        await expect(page.locator("#waiting")).to_be_hidden()
+        await expect(single.locator(".feedback")).to_have_text("Your answer is saved.")
+        assert [(a["kind"], a["value"]) for a in await answers_of(platform, enrolled)] == [("single_choice", "south")]
+        rows = await fetchval(platform.database_url("dialogue", owner=True),
+                              "SELECT count(*) FROM answers WHERE participant_id = $1", enrolled["participant_id"])
+        assert rows == 1
+        # The copies are in IndexedDB; the Cache API holds the app's own files only, never a
+        # participant route (whose response was fetched with the token).
+        cached = await page.evaluate("""async () => {
+            const urls = [];
+            for (const name of await caches.keys()) {
+              for (const request of await (await caches.open(name)).keys()) urls.push(request.url);
+            }
+            return urls;
+        }""")
+        assert cached and not [url for url in cached if "/v1/" in url]
         await device.no_cookie_ever()
 
 
