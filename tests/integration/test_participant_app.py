@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -230,6 +231,17 @@ async def wrote_then_my_data(device: Phone, org: Organisation, text: str) -> dic
     return enrolled
 
 
+async def joined_by_link_in_the_dialogue(device: Phone, org: Organisation) -> dict:
+    """Join from a link (`#code=…`) and open the dialogue."""
+    await device.open(f"/app/#code={org.code}")
+    await device.page.get_by_role("button", name="Join").tap()
+    await expect(device.page.get_by_role("heading", name="Open dialogues")).to_be_visible()
+    enrolled = await device.device()
+    await device.page.get_by_role("link", name="Our parks").tap()
+    await expect(device.page.get_by_role("heading", name="Our parks")).to_be_visible()
+    return enrolled
+
+
 async def answers_of(platform: Platform, enrolled: dict) -> list[dict]:
     response = await platform.gateway.get("/v1/me/answers", headers=bearer(enrolled["device_token"]))
     assert response.status_code == 200, response.text
@@ -396,12 +408,7 @@ async def test_answers_made_offline_wait_and_are_stored_once_back_online(platfor
     org = await organisation(platform)
     async with phone(browser, base) as device:
         page = device.page
-        await device.open(f"/app/#code={org.code}")
-        await page.get_by_role("button", name="Join").tap()
-        await expect(page.get_by_role("heading", name="Open dialogues")).to_be_visible()
-        enrolled = await device.device()
-        await page.get_by_role("link", name="Our parks").tap()
-        await expect(page.get_by_role("heading", name="Our parks")).to_be_visible()
+        enrolled = await joined_by_link_in_the_dialogue(device, org)
 
         await device.context.set_offline(True)
         await expect(page.locator("#offline")).to_be_visible()
@@ -428,6 +435,52 @@ async def test_answers_made_offline_wait_and_are_stored_once_back_online(platfor
         rows = await fetchval(platform.database_url("dialogue", owner=True),
                               "SELECT count(*) FROM answers WHERE participant_id = $1", enrolled["participant_id"])
         assert rows == 2
+        await device.no_cookie_ever()
+
+
+async def test_a_dialogue_loaded_before_opens_offline_and_its_answer_is_stored_once_back_online(
+        platform, base, browser):
+    org = await organisation(platform)
+    async with phone(browser, base) as device:
+        page = device.page
+        enrolled = await joined_by_link_in_the_dialogue(device, org)
+        await page.wait_for_function("navigator.serviceWorker.controller !== null")  # the shell is cached
+        await page.get_by_role("link", name="Back to the dialogues").tap()
+        await expect(page.get_by_role("heading", name="Open dialogues")).to_be_visible()
+        note = page.locator("main .kept")
+        await expect(note).to_have_count(0)  # online: fresh from the gateway, nothing to say
+
+        await device.context.set_offline(True)
+        await page.reload()
+        await expect(page.get_by_role("heading", name="Open dialogues")).to_be_visible()
+        await expect(note).to_contain_text("Offline: showing what was loaded before")
+        await page.get_by_role("link", name="Our parks").tap()
+        await expect(page.get_by_role("heading", name="Our parks")).to_be_visible()
+        await expect(note).to_contain_text("Offline: showing what was loaded before")
+        single = question(page, org, "single_choice")
+        await single.get_by_label("South park").tap()
+        await single.get_by_role("button", name="Send answer").tap()
+        await expect(page.locator("#waiting li")).to_have_count(1)
+        await device.shot("11-offline-dialogue-loaded-before", full_page=False)
+        assert await answers_of(platform, enrolled) == []
+
+        await device.context.set_offline(False)
+        await expect(page.locator("#waiting")).to_be_hidden()
+        await expect(single.locator(".feedback")).to_have_text("Your answer is saved.")
+        assert [(a["kind"], a["value"]) for a in await answers_of(platform, enrolled)] == [("single_choice", "south")]
+        rows = await fetchval(platform.database_url("dialogue", owner=True),
+                              "SELECT count(*) FROM answers WHERE participant_id = $1", enrolled["participant_id"])
+        assert rows == 1
+        # The copies are in IndexedDB; the Cache API holds the app's own files only, never a
+        # participant route (whose response was fetched with the token).
+        cached = await page.evaluate("""async () => {
+            const urls = [];
+            for (const name of await caches.keys()) {
+              for (const request of await (await caches.open(name)).keys()) urls.push(request.url);
+            }
+            return urls;
+        }""")
+        assert cached and not [url for url in cached if "/v1/" in url]
         await device.no_cookie_ever()
 
 
@@ -506,26 +559,53 @@ async def test_an_email_is_highlighted_while_typing_and_refused_under_the_reject
         enrolled = await join(device, org.code)
         await page.get_by_role("link", name="Our parks").tap()
         form = question(page, org, "open_text")
-        text = "Ask me: jan.jansen@example.org, I walk there daily"
-        await form.get_by_label("Why?").press_sequentially(text[:20])  # typed, not pasted: screened while typing
-        await form.get_by_label("Why?").fill(text)
-        finding = form.locator(".screening mark")
-        await expect(finding).to_have_text("jan.jansen@example.org")  # before anything was sent
+        # The emoji is one character to the screening (Python) and two UTF-16 units to the page.
+        text = "Ask me 🌳 or mail jan.jansen@example.org, I walk there daily with the dog"
+        box = form.get_by_label("Why?")
+        await box.press_sequentially(text[:20])  # typed, not pasted: screened while typing
+        await box.fill(text)
+        backdrop = form.locator(".highlight .backdrop")
+        finding = backdrop.locator("mark")
+        await expect(finding).to_have_text("jan.jansen@example.org")  # in the box, before anything was sent
         await expect(finding).to_have_attribute("data-kind", "email")
-        await expect(form.locator(".screening .warning")).to_have_text("This looks like personal data: e-mail address.")
-        await expect(form.locator(".screening .policy")).to_contain_text("does not accept personal data")
+        # The mark covers exactly the address: the backdrop holds the very text of the box, laid out alike.
+        laid_out = await form.evaluate("""form => {
+            const area = form.querySelector("textarea"), back = form.querySelector(".backdrop");
+            const mark = back.querySelector("mark");
+            const before = [...back.childNodes].slice(0, [...back.childNodes].indexOf(mark)).map(n => n.textContent).join("");
+            const style = (node) => ["font", "lineHeight", "letterSpacing", "padding", "borderWidth", "whiteSpace",
+                                     "overflowWrap", "width", "height"].map(p => getComputedStyle(node)[p]);
+            return {same_text: back.textContent === area.value, before, style: [style(area), style(back)],
+                    transparent: getComputedStyle(area).backgroundColor};
+        }""")
+        assert laid_out["same_text"] and laid_out["before"] == "Ask me 🌳 or mail "
+        assert laid_out["style"][0] == laid_out["style"][1] and laid_out["transparent"] == "rgba(0, 0, 0, 0)"
+        # What the marks say, in words, read with the box.
+        explanation = form.locator(".screening")
+        await expect(explanation.locator(".warning")).to_have_text("This looks like personal data: e-mail address.")
+        await expect(explanation.locator(".policy")).to_contain_text("does not accept personal data")
+        await expect(explanation).to_have_attribute("aria-live", "polite")
+        await expect(box).to_have_accessible_description(re.compile(
+            r"personal data: e-mail address\..*“jan\.jansen@example\.org”.*does not accept personal data"))
         assert await answers_of(platform, enrolled) == []
-        await device.shot("08-screening-while-typing")
+        await box.scroll_into_view_if_needed()
+        await device.shot("08-screening-while-typing", full_page=False)
+        await page.set_viewport_size({"width": 360, "height": 740})
+        await expect(finding).to_have_text("jan.jansen@example.org")
+        await box.scroll_into_view_if_needed()
+        await device.shot("08b-screening-at-360", full_page=False)
+        await page.set_viewport_size({"width": 390, "height": 844})
 
         await form.get_by_role("button", name="Send answer").tap()
         await expect(form.locator(".feedback")).to_have_text(
             "Not saved: the text seems to contain personal data. Remove it and send again.")
-        await expect(form.locator(".screening mark")).to_have_text("jan.jansen@example.org")
+        await expect(form.locator(".backdrop mark")).to_have_text("jan.jansen@example.org")
         await expect(page.locator("#waiting")).to_be_hidden()  # refused for good: nothing waits
         assert await answers_of(platform, enrolled) == []
 
         await form.get_by_label("Why?").fill("I walk there daily")
-        await expect(form.locator(".screening mark")).to_have_count(0)
+        await expect(form.locator(".backdrop mark")).to_have_count(0)
+        await expect(form.locator(".screening")).to_be_empty()
         await sent(form)
         await device.accessible()
 
@@ -537,7 +617,7 @@ async def test_an_email_is_highlighted_while_typing_and_refused_under_the_reject
         await mine.get_by_role("button", name="Save").tap()
         await expect(mine.locator(".feedback")).to_have_text(
             "Not saved: the text seems to contain personal data. Remove it and send again.")
-        await expect(mine.locator('.screening mark[data-kind="phone"]')).to_have_text("06 12345678")
+        await expect(mine.locator('.backdrop mark[data-kind="phone"]')).to_have_text("06 12345678")
         assert [a["value"] for a in await answers_of(platform, enrolled)] == ["I walk there daily"]
 
 

@@ -3,11 +3,11 @@
 // no participant route (/v1/…) ever passes through this cache.
 "use strict";
 
-const CACHE = "tessera-app-1";
+const CACHE = "tessera-app-2";
 const SHELL = [
   "./", "app.css", "manifest.webmanifest", "icons/icon.svg", "icons/icon-192.png",
   "js/main.js", "js/api.js", "js/db.js", "js/dom.js", "js/i18n.js", "js/state.js", "js/outbox.js",
-  "js/questions.js", "js/dialogues.js", "js/answers.js", "js/rights.js", "js/receipt.js",
+  "js/questions.js", "js/screening.js", "js/dialogues.js", "js/answers.js", "js/rights.js", "js/receipt.js",
 ];
 
 self.addEventListener("install", (event) => {

@@ -3,7 +3,7 @@
 import { newKey } from "./api.js";
 import { el, put } from "./dom.js";
 import { t } from "./i18n.js";
-import { control, showFindings, summarise } from "./questions.js";
+import { control, summarise } from "./questions.js";
 import { errorText, me, say } from "./state.js";
 
 export async function renderAnswers(main) {
@@ -73,8 +73,8 @@ function answerItem(answer, dialogue) {
         item.querySelector("button")?.focus();
       } catch (error) {
         status.textContent = error.code === "personal_data" ? t("answer.rejected_personal_data") : errorText(error);
-        if (error.code === "personal_data" && field.screening && error.detail?.findings) {
-          showFindings(field.screening, read.value, error.detail.findings, "reject");
+        if (error.code === "personal_data" && field.showFindings && error.detail?.findings) {
+          field.showFindings(read.value, error.detail.findings, "reject");
         }
         save.disabled = false;
       }

@@ -6,15 +6,21 @@ import * as db from "./db.js";
 import { el, put } from "./dom.js";
 import { locale, t } from "./i18n.js";
 import { queueAnswer } from "./outbox.js";
-import { control, loadGroup, showFindings } from "./questions.js";
-import { errorText, me, say } from "./state.js";
+import { control, loadGroup } from "./questions.js";
+import { errorText, meOrKept, say } from "./state.js";
 
 const date = (iso) => new Intl.DateTimeFormat(locale(), { dateStyle: "medium", timeStyle: "short" }).format(new Date(iso));
 
+/** Said above a view drawn from what was kept on the device, not from the gateway. */
+const keptNote = (loadedAt) => (loadedAt
+  ? el("p", { class: "warning kept" }, t("dialogues.kept", { date: date(loadedAt) }))
+  : null);
+
 export async function renderDialogueList(main) {
-  const { dialogues } = await me("GET", "/v1/me/dialogues");
+  const { data: { dialogues }, loadedAt } = await meOrKept("/v1/me/dialogues");
   put(main, 
     el("h2", {}, t("dialogues.title")),
+    keptNote(loadedAt),
     dialogues.length
       ? el("ul", { class: "cards" }, dialogues.map((d) => el("li", {},
           el("a", { href: `#/dialogue/${encodeURIComponent(d.dialogue_id)}` }, d.title),
@@ -32,7 +38,7 @@ function feedbackFor(answer) {
 }
 
 export async function renderDialogue(main, dialogueId, signal) {
-  const dialogue = await me("GET", `/v1/me/dialogues/${encodeURIComponent(dialogueId)}`);
+  const { data: dialogue, loadedAt } = await meOrKept(`/v1/me/dialogues/${encodeURIComponent(dialogueId)}`);
   const waiting = await db.waiting();
   const base = `/v1/me/dialogues/${encodeURIComponent(dialogue.dialogue_id)}/questions`;
   const sections = new Map();
@@ -90,14 +96,15 @@ export async function renderDialogue(main, dialogueId, signal) {
     const section = sections.get(item.question_id);
     if (!section || item.dialogue_id !== dialogue.dialogue_id) return;
     section.feedback.textContent = feedbackFor(answer);
-    if (section.field.screening) {
-      showFindings(section.field.screening, answer.value ?? "", [], null);
+    if (section.field.clearFindings) {
+      section.field.clearFindings(); // sent: what it said is the feedback now
       if (answer.screening?.action === "redacted") section.feedback.append(" ", el("q", {}, answer.value));
     }
     if (section.ideas) {
       section.ideas.append(el("li", {}, answer.value));
       section.ideas.previousElementSibling.hidden = false;
       section.field.textarea.value = "";
+      section.field.clearFindings(); // redraws the backdrop, now empty like the box
     } else {
       section.send.textContent = t("answer.change");
     }
@@ -111,8 +118,8 @@ export async function renderDialogue(main, dialogueId, signal) {
     if (!section || item.dialogue_id !== dialogue.dialogue_id) return;
     if (error.code === "personal_data") {
       section.feedback.textContent = t("answer.rejected_personal_data");
-      if (section.field.screening && error.detail?.findings) {
-        showFindings(section.field.screening, item.body.value, error.detail.findings, "reject");
+      if (section.field.showFindings && error.detail?.findings) {
+        section.field.showFindings(item.body.value, error.detail.findings, "reject");
       }
     } else {
       section.feedback.textContent = errorText(error);
@@ -122,6 +129,7 @@ export async function renderDialogue(main, dialogueId, signal) {
 
   put(main, 
     el("h2", {}, dialogue.title),
+    keptNote(loadedAt),
     dialogue.intro ? el("p", { class: "intro" }, dialogue.intro) : null,
     el("p", { class: "reminder" }, t("answer.reminder")),
     dialogue.accepting_answers ? null : el("p", { class: "warning" }, t("dialogue.closed")),

@@ -36,21 +36,3 @@ export function download(filename, text, type = "application/json") {
   link.remove();
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
-
-/** Code points, not UTF-16 units: the screening's spans count characters as Python does. */
-export function marked(text, findings, describe) {
-  const chars = Array.from(text);
-  const spans = [...findings].sort((a, b) => a.start - b.start);
-  const out = el("p", { class: "marked" });
-  let at = 0;
-  for (const finding of spans) {
-    const start = Math.max(finding.start, at);
-    if (start > finding.end) continue;
-    out.append(chars.slice(at, start).join(""));
-    out.append(el("mark", { "data-kind": finding.kind, title: describe(finding.kind) },
-      chars.slice(start, finding.end).join("")));
-    at = finding.end;
-  }
-  out.append(chars.slice(at).join(""));
-  return out;
-}

@@ -1,13 +1,12 @@
 // One control per question kind, usable by touch and keyboard alike: native radio
 // groups and checkboxes (arrow keys, space), a scale as radio buttons with their
-// labels, a textarea for text. Also: the screening's findings and the group view.
+// labels, a textarea for text with the screening's findings marked in it (screening.js).
+// Also: the group view.
 
-import { call } from "./api.js";
-import { el, marked, put, uid } from "./dom.js";
-import { kindName, locale, t } from "./i18n.js";
-import { me, state } from "./state.js";
-
-const SCREEN_AFTER_MS = 400;
+import { el, uid } from "./dom.js";
+import { locale, t } from "./i18n.js";
+import { screenedTextarea } from "./screening.js";
+import { me } from "./state.js";
 
 function scaleLabel(question, value) {
   const label = question.scale?.labels?.[String(value)];
@@ -41,20 +40,17 @@ export function control(question, value = null, { idea = false } = {}) {
   if (question.kind === "open_text" || question.kind === "idea") {
     const id = uid("text");
     const hintId = uid("hint");
-    const textarea = el("textarea", { id, name, rows: 4, maxlength: 2000, "aria-describedby": hintId,
-                                      spellcheck: "true" });
-    textarea.value = idea ? "" : (value ?? "");
-    const screening = el("div", { class: "screening", "aria-live": "polite" });
+    const text = screenedTextarea({ id, name, rows: 4, maxlength: 2000, spellcheck: "true" },
+                                  idea ? "" : (value ?? ""), hintId);
     const node = el("div", { class: "field" },
       el("h3", {}, el("label", { for: id }, question.prompt)),
       el("p", { class: "hint", id: hintId }, t("answer.no_personal_data")),
-      textarea, screening);
-    attachScreening(textarea, screening);
+      text.node, text.explanation);
     return {
-      node, textarea, screening,
+      node, textarea: text.textarea, showFindings: text.show, clearFindings: text.clear,
       read() {
-        const text = textarea.value.trim();
-        return text ? { value: text, summary: text.length > 80 ? `${text.slice(0, 77)}…` : text } : null;
+        const typed = text.textarea.value.trim();
+        return typed ? { value: typed, summary: typed.length > 80 ? `${typed.slice(0, 77)}…` : typed } : null;
       },
     };
   }
@@ -79,44 +75,6 @@ export function control(question, value = null, { idea = false } = {}) {
       return { value, summary: summarise(question, value) };
     },
   };
-}
-
-// --- screening while typing --------------------------------------------------------
-
-function attachScreening(textarea, box) {
-  let timer = null;
-  let asked = 0;
-  textarea.addEventListener("input", () => {
-    clearTimeout(timer);
-    timer = setTimeout(async () => {
-      const text = textarea.value;
-      const ticket = ++asked;
-      if (!text.trim() || state.screening === false || !state.device) {
-        box.replaceChildren();
-        return;
-      }
-      try {
-        const result = await call("POST", "/v1/me/screening", { token: state.device.device_token, body: { text } });
-        state.screening = true;
-        if (ticket === asked) showFindings(box, text, result.findings, result.policy);
-      } catch (error) {
-        // An older gateway has no screening route: the answer is still screened when sent.
-        if (error.status === 404 || error.status === 405) state.screening = false;
-      }
-    }, SCREEN_AFTER_MS);
-  });
-}
-
-/** Findings highlighted in the text, and what the organisation's policy will do. */
-export function showFindings(box, text, findings, policy) {
-  box.replaceChildren();
-  if (!findings?.length) return;
-  const kinds = [...new Set(findings.map((f) => kindName(f.kind)))].join(", ");
-  put(box,
-    el("p", { class: "warning" }, t("screening.found", { kinds })),
-    marked(text, findings, kindName),
-    policy ? el("p", { class: "policy" }, t(`screening.policy.${policy}`)) : null,
-  );
 }
 
 // --- the group view ------------------------------------------------------------------

@@ -30,6 +30,21 @@ export async function forgetDevice() {
   state.device = null;
   await db.remove("device");
   await db.clearOutbox();
+  await db.clearLoaded(); // it holds this participant's answers (my_answers)
+}
+
+/** GET ``path`` with the token and keep the answer on the device; without a connection,
+ * the copy kept last time, with ``loadedAt`` set so the view can say it is not fresh. */
+export async function meOrKept(path) {
+  try {
+    const data = await me("GET", path);
+    await db.keep(path, data);
+    return { data, loadedAt: null };
+  } catch (error) {
+    const kept = error instanceof Offline ? await db.kept(path) : null;
+    if (!kept) throw error;
+    return { data: kept.data, loadedAt: kept.loaded_at };
+  }
 }
 
 /** The live region: read out by screen readers, shown to everyone. */
