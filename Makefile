@@ -60,7 +60,8 @@ lint: deps
 
 ## Enrolments per second and latency through the gateway, beside a bare baseline;
 ## answers per second end to end (gateway → dialogue → store → Kafka) and the
-## screening's cost per answer; the group view of 100 sealed texts, cold and warm key cache; personal-data screening's precision, recall and cost;
+## screening's cost per answer; the group view of 100 sealed texts, cold and warm key cache; the participant
+## app on a slow phone (until the code can be typed, first and next visit); personal-data screening's precision, recall and cost;
 ## erasure completion time at growing totals stored (ERASURE_TOTALS, e.g. 10000,1000000);
 ## event-to-figure lag under a steady answer load and a 100,000-answer dialogue's query time;
 ## the suppression rules' cost per table, exact audit included; a killed consumer consuming
@@ -68,10 +69,11 @@ lint: deps
 ## meanwhile; the fault table (each service killed, the broker and the store restarted, under load).
 ERASURE_TOTALS ?= 10000,100000,1000000
 ROTATION_TOTALS ?= 100000,1000000
-bench: stack-fetch
+bench: stack-fetch browser
 	$(UV) run --frozen python -m bench.enrolment
 	$(UV) run --frozen python -m bench.answers
 	$(UV) run --frozen python -m bench.groupview
+	$(UV) run --frozen python -m bench.app
 	$(UV) run --frozen python -m bench.screening
 	$(UV) run --frozen python -m bench.erasure --totals $(ERASURE_TOTALS)
 	$(UV) run --frozen python -m bench.analytics
