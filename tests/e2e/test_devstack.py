@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import sync_playwright
 
 from tessera_devstack.processes import free_port
 
@@ -140,6 +141,23 @@ def test_one_erasure_is_followed_in_jaeger_across_all_four_services_with_nothing
     for secret_value in (device["participant_id"], device["device_token"], code["code"], code["display"],
                          "127.0.0.77", text, tenant["api_key"]):
         assert secret_value not in everything, f"a span carries {secret_value[:6]}…"
+
+    # The same trace in the trace view Jaeger serves at the printed URL, as SRE would open it.
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=os.environ.get("TESSERA_CHROMIUM", "/usr/bin/chromium"))
+        try:
+            page = browser.new_page()
+            page.goto(jaeger)
+            page.get_by_role("button", name="Find traces").click()
+            erasure = page.locator(".trace")
+            for service in sorted(wanted):
+                erasure = erasure.filter(has_text=service)
+            erasure.filter(has_text="rights-requests").first.click()
+            shown = page.locator("#spans .service").all_inner_texts()
+            page.screenshot(path=str(launcher.pids.parent / "trace-view.png"), full_page=True)
+        finally:
+            browser.close()
+    assert wanted <= set(shown), shown  # the waterfall names all four services
 
 
 def test_make_run_restarts_a_service_that_dies_and_stops_everything_on_ctrl_c(launcher):

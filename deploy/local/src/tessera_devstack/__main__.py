@@ -253,9 +253,8 @@ def run(settings: StackSettings) -> int:
             port = getattr(settings, f"{service}_port")
             print(f"  {service:<10} http://127.0.0.1:{port}   (API docs: /docs)")
         print(f"  kafka      127.0.0.1:{settings.kafka_port}")
-        print(f"  traces     {jaeger_config.url}   (Jaeger's query API, e.g. "
-              f"{jaeger_config.url}/api/traces?service=tessera-enrolment; services export to "
-              f"{env['TESSERA_OTLP_ENDPOINT']})")
+        print(f"  traces     {jaeger_config.url}   (the trace view, over Jaeger's query API /api/traces; "
+              f"services export to {env['TESSERA_OTLP_ENDPOINT']})")
         print(f"  store      PostgreSQL on 127.0.0.1:{settings.store_port}, one database per service"
               f" (superuser password in {settings.run_dir / 'postgres' / 'superuser.password'})")
         print(f"  logs       {settings.run_dir / 'logs'}   (process ids in {pids})")

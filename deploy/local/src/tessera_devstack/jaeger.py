@@ -7,10 +7,11 @@ memory, receiving OTLP over HTTP and answering its UI and query API, every endpo
 127.0.0.1; the collector's own telemetry port is turned off.
 
 Jaeger's UI is not part of the Go module (its assets are built from the jaeger-ui
-project, which no package registry this project reaches ships), so the page at the
-query port is Jaeger's placeholder; the query API (``/api/traces``, ``/api/services``)
-serves every trace, and a Jaeger UI or Grafana's Jaeger data source elsewhere can be
-pointed at it.
+project, which no package registry this project reaches ships). So Jaeger serves, at its
+query port, a small trace view of this project's own (``trace_view/``: find traces by
+service and operation, then a waterfall of one trace's spans with their attributes) over
+its query API (``/api/traces``, ``/api/services``), which a Jaeger UI or Grafana's Jaeger
+data source elsewhere can also be pointed at.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ class JaegerConfig:
         return f"http://127.0.0.1:{self.query_port}"
 
 
+#: The page Jaeger serves at its query port: Tessera's trace view over its API.
+TRACE_VIEW = Path(__file__).parent / "trace_view"
+
+
 def _config(config: JaegerConfig) -> str:
     return f"""\
 service:
@@ -88,6 +93,8 @@ extensions:
     enable_tracing: false
     storage:
       traces: memstore
+    ui:
+      assets_path: {TRACE_VIEW}
     http:
       endpoint: 127.0.0.1:{config.query_port}
     grpc:
