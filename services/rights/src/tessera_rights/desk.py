@@ -33,6 +33,7 @@ to another service is made while a unit is open.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -80,6 +81,26 @@ KEY_CACHES = "key_caches"
 #: the service that answers for them.
 ACCESS_STORES = {"enrolment": "enrolment.devices", "dialogue": "dialogue.answers",
                  "analytics": "analytics.contributions"}
+
+
+#: The desks of this process (one per service; several only where tests run several
+#: apps in one process): the gauges below report the latest counts any of them made,
+#: which every desk of a process counts alike (all tenants of one database).
+_DESKS: weakref.WeakSet[Desk] = weakref.WeakSet()
+
+
+def _observe(attribute: str):  # type: ignore[no-untyped-def]
+    def observe(_options: Any) -> list[Observation]:
+        return [Observation(max((getattr(desk, attribute) for desk in list(_DESKS)), default=0))]
+    return observe
+
+
+_METER = metrics.get_meter("tessera.rights")
+_METER.create_observable_gauge("tessera_rights_requests_open", callbacks=[_observe("open_requests")], unit="1",
+                               description="rights requests in progress, every tenant")
+_METER.create_observable_gauge("tessera_rights_requests_overdue", callbacks=[_observe("overdue_requests")],
+                               unit="1", description="rights requests in progress past their statutory deadline, "
+                                                     "every tenant")
 
 
 class RequestRefused(Exception):
@@ -131,13 +152,7 @@ class Desk:
         self._tenant_topics: set[str] = set()
         #: Counted by each retry sweep (every few seconds), reported as gauges.
         self.open_requests = self.overdue_requests = 0
-        meter = metrics.get_meter("tessera.rights")
-        meter.create_observable_gauge(
-            "tessera_rights_requests_open", callbacks=[lambda _: [Observation(self.open_requests)]], unit="1",
-            description="rights requests in progress, every tenant")
-        meter.create_observable_gauge(
-            "tessera_rights_requests_overdue", callbacks=[lambda _: [Observation(self.overdue_requests)]], unit="1",
-            description="rights requests in progress past their statutory deadline, every tenant")
+        _DESKS.add(self)
 
     def marker(self, participant_id: str) -> str:
         return erased_marker(self.marker_key, participant_id)
