@@ -538,6 +538,7 @@ class Answers:
                              if idempotency_key else new_id("i"))
             else:
                 answer_id = domain.answer_id_for(participant.participant_id, question_id)
+        key: DataKey | None = None
         for _ in range(3):
             dialogue, existing, tenant = await self.store.answer_context(participant.tenant_id, dialogue_id, answer_id)
             dialogue = self._visible(dialogue)
@@ -551,10 +552,11 @@ class Answers:
                 answer = domain.validate_answer(question, value)
             except domain.RuleViolation as violation:
                 raise refused(violation) from None
-            # Free text's fingerprint is keyed with the participant's data key (which the
-            # text is sealed under anyway, and which the cache keeps at hand).
-            secret = (await self._key(participant)).key if answer.text is not None else None
-            fingerprint = domain.value_fingerprint(value, secret)
+            # Free text's fingerprint is keyed with the participant's data key, the key the
+            # text is sealed under too: fetched once for both, and for every retry here.
+            if answer.text is not None and key is None:
+                key = await self._key(participant)
+            fingerprint = domain.value_fingerprint(value, key.key if answer.text is not None else None)
             someone_elses = existing is not None and existing["participant_id"] != participant.participant_id
             gone = rectification and (existing is None or existing.get("withdrawn_at") is not None)
             if someone_elses or gone:
@@ -581,7 +583,7 @@ class Answers:
             # those it was validated against; otherwise everything is read again.
             freeze_at = None if dialogue["has_answers"] else dialogue["version"]
             result = await self._write(participant, dialogue_id, question, answer_id, answer, screened,
-                                       existing, idempotency_key, fingerprint, freeze_at, idea=idea)
+                                       existing, idempotency_key, fingerprint, freeze_at, key, idea=idea)
             if result is None:
                 continue  # the answer or the questions changed meanwhile: start from a fresh read
             return result
@@ -604,12 +606,6 @@ class Answers:
             raise participant_erased() from None
         except KeyServiceUnavailable:
             raise keys_unavailable() from None
-
-    async def _sealed(self, participant: Participant, text: str | None):
-        if text is None:
-            return None
-        key = await self._key(participant)
-        return seal_text(text, key.key, key.key_id, participant.participant_id, TEXT_PURPOSE)
 
     async def opened(self, tenant_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``rows`` with their free text opened (``text``), in memory only, with the
@@ -637,13 +633,14 @@ class Answers:
     async def _write(
         self, participant: Participant, dialogue_id: str, question: domain.Question, answer_id: str,
         answer: domain.Answer, screened: domain.Screened | None, existing: dict[str, Any] | None,
-        idempotency_key: str | None, fingerprint: str, freeze_at: int | None, *, idea: bool,
+        idempotency_key: str | None, fingerprint: str, freeze_at: int | None, key: DataKey | None, *, idea: bool,
     ) -> tuple[int, dict[str, Any]] | None:
         now = now_ms()
         stored_text = screened.stored_text if screened else None
         findings = [_finding(f) for f in screened.findings] if screened else []
         kinds = sorted({f["kind"] for f in findings})
-        sealed = await self._sealed(participant, stored_text)
+        sealed = (seal_text(stored_text, key.key, key.key_id, participant.participant_id, TEXT_PURPOSE)
+                  if stored_text is not None and key is not None else None)
         fields: dict[str, Any] = {
             "kind": question.kind,
             "text_key_id": sealed.key_id if sealed else None,
