@@ -6,7 +6,7 @@ import httpx
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from support.apps import enrolment_settings, running
+from support.apps import Platform, enrolment_settings, running, running_platform
 from tessera_enrolment.app import create_app
 
 pytestmark = pytest.mark.connected
@@ -26,3 +26,11 @@ async def gateway_app(stack, spans):
 async def gateway(gateway_app) -> AsyncIterator[httpx.AsyncClient]:
     async with running(gateway_app) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+async def platform(stack) -> AsyncIterator[Platform]:
+    """The four services in-process on the real stack (support.apps.running_platform),
+    one per test module; a module that needs other settings defines its own."""
+    async with running_platform(stack) as running:
+        yield running

@@ -6,7 +6,6 @@ it runs answering with the open one."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -15,7 +14,6 @@ from support.apps import (
     bearer,
     create_tenant,
     enrol_devices,
-    running_platform,
     tenant_known_to_dialogue,
     tenant_known_to_rights,
 )
@@ -26,11 +24,6 @@ pytestmark = pytest.mark.connected
 
 EMAIL_TEXT = "Mail me at jan.jansen@example.nl about the benches"
 
-
-@pytest.fixture(scope="module")
-async def platform(stack) -> AsyncIterator[Platform]:
-    async with running_platform(stack) as running:
-        yield running
 
 
 async def tenant_with_text_question(platform: Platform, policy: str = "warn") -> tuple[dict, dict]:

@@ -4,7 +4,6 @@ dialogue (assertion) → rights (data key) → store → Kafka. Real broker, rea
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -13,7 +12,6 @@ from support.apps import (
     Platform,
     bearer,
     enrol_devices,
-    running_platform,
     opened,
 )
 from support.apps import PARK_QUESTIONS as QUESTIONS
@@ -34,11 +32,6 @@ from tessera_common.identity import ASSERTION_HEADER, Participant, sign_assertio
 
 pytestmark = pytest.mark.connected
 
-
-@pytest.fixture(scope="module")
-async def platform(stack) -> AsyncIterator[Platform]:
-    async with running_platform(stack) as running:
-        yield running
 
 
 async def published_dialogue(platform: Platform, tenant: dict, questions=QUESTIONS) -> dict:

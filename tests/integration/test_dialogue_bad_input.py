@@ -15,7 +15,6 @@ from support.apps import (
     create_tenant,
     enrol_devices,
     running,
-    running_platform,
     served,
     tenant_known_to_dialogue,
 )
@@ -34,11 +33,6 @@ QUESTIONS = [
     {"kind": "idea", "prompt": "Ideas?"},
 ]
 
-
-@pytest.fixture(scope="module")
-async def platform(stack) -> AsyncIterator[Platform]:
-    async with running_platform(stack) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

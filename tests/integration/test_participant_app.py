@@ -27,7 +27,6 @@ from support.apps import (
     create_code,
     dialogue_tenant,
     enrol,
-    running_platform,
     served,
 )
 from support.db import fetchval
@@ -42,11 +41,6 @@ SHOTS = Path(os.environ.get("TESSERA_SCREENSHOTS", Path(tempfile.gettempdir()) /
 ANDROID_PHONE = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
                  "Chrome/126.0 Mobile Safari/537.36")
 
-
-@pytest.fixture(scope="module")
-async def platform(stack) -> AsyncIterator[Platform]:
-    async with running_platform(stack) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -19,7 +18,6 @@ from support.apps import (
     bearer,
     create_tenant,
     enrol_devices,
-    running_platform,
     tenant_known_to_dialogue,
     tenant_known_to_rights,
 )
@@ -35,11 +33,6 @@ pytestmark = pytest.mark.connected
 
 SECRET_TEXT = "Mijn buurvrouw Trijntje Oosterhuis-Vermeulen wil een bankje bij de vijver"
 
-
-@pytest.fixture(scope="module")
-async def platform(stack) -> AsyncIterator[Platform]:
-    async with running_platform(stack) as running:
-        yield running
 
 
 async def tenant_with_dialogue(platform: Platform) -> tuple[dict, dict]:

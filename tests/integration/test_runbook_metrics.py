@@ -7,21 +7,15 @@ registry, so one /metrics shows them all."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 import pytest
 
-from support.apps import Platform, bearer, create_tenant, enrol_devices, running_platform, tenant_known_to_rights
+from support.apps import bearer, create_tenant, enrol_devices, tenant_known_to_rights
 from support.kafka import eventually, produce
 from tessera_common.events import Topics
 
 pytestmark = pytest.mark.connected
 
-
-@pytest.fixture(scope="module")
-async def platform(stack) -> AsyncIterator[Platform]:
-    async with running_platform(stack) as running:
-        yield running
 
 
 def sample(exposition: str, name: str, **labels: str) -> float | None:

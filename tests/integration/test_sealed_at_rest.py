@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -27,7 +26,6 @@ from support.apps import (
     create_tenant,
     enrol_devices,
     opened,
-    running_platform,
     tenant_known_to_dialogue,
     tenant_known_to_rights,
 )
@@ -42,11 +40,6 @@ from tessera_dialogue.store import DialogueStore
 
 pytestmark = pytest.mark.connected
 
-
-@pytest.fixture(scope="module")
-async def platform(stack) -> AsyncIterator[Platform]:
-    async with running_platform(stack) as running:
-        yield running
 
 
 def unique_text(label: str) -> str:

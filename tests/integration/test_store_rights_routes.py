@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 import string
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -19,7 +19,6 @@ from support.apps import (
     bearer,
     create_tenant,
     enrol_devices,
-    running_platform,
     tenant_known_to_dialogue,
 )
 from support.db import fetchval
@@ -46,11 +45,6 @@ QUESTIONS = [
     {"kind": "scale", "prompt": "How safe do you feel there?", "scale": {"min": 1, "max": 5}},
 ]
 
-
-@pytest.fixture(scope="module")
-async def platform(stack) -> AsyncIterator[Platform]:
-    async with running_platform(stack) as running:
-        yield running
 
 
 async def new_tenant(platform: Platform) -> dict:

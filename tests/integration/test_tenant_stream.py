@@ -7,18 +7,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import secrets
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import jsonschema_rs
 import pytest
 
 from support.apps import (
-    Platform,
     bearer,
     create_tenant,
     enrol_devices,
-    running_platform,
     tenant_known_to_dialogue,
     tenant_known_to_rights,
 )
@@ -36,11 +33,6 @@ def example_consumer():
     spec.loader.exec_module(module)
     return module
 
-
-@pytest.fixture(scope="module")
-async def platform(stack) -> AsyncIterator[Platform]:
-    async with running_platform(stack) as running:
-        yield running
 
 
 def validators() -> dict[str, jsonschema_rs.Draft202012Validator]:
