@@ -72,6 +72,7 @@ from tessera_common.events import (
     partition_key,
 )
 from tessera_common.secrets import new_id, new_split_secret, secret_hash
+from tessera_common.kafka_access import KafkaEndpoint
 from tessera_devstack.processes import Server, free_port
 
 INTERNAL_TOKEN = "bench-internal-token-0123456789"
@@ -138,7 +139,7 @@ class Bench:
         return self.clients[self.turn % len(self.clients)]
 
     async def start(self) -> None:
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.stack.bootstrap, acks="all", linger_ms=0)
+        self.producer = AIOKafkaProducer(**self.stack.kafka.aiokafka(), acks="all", linger_ms=0)
         await self.producer.start()
         await self.send(Topics.TENANT_REGISTERED, TenantRegistered(
             source="bench", tenant_id=self.tenant_id, subject=self.tenant_id,
@@ -285,11 +286,11 @@ def _spawn(stack: BenchStack, replicas: int) -> tuple[list[Server], list[str]]:
     return servers, urls
 
 
-async def _settled(bootstrap: str, quiet: float = 5.0, timeout: float = 180.0) -> int:
+async def _settled(kafka: KafkaEndpoint, quiet: float = 5.0, timeout: float = 180.0) -> int:
     """Wait until analytics' consumer group has been Stable with the same members for
     ``quiet`` seconds: every subscriber of every replica is a member of the one group,
     and each joins with a rebalance that pauses them all. Returns the members."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka.aiokafka())
     await admin.start()
     try:
         deadline, since, last = time.monotonic() + timeout, time.monotonic(), None
@@ -310,7 +311,7 @@ async def run(args: argparse.Namespace, stack: BenchStack, servers: list[Server]
     bench = Bench(stack, urls)
     try:
         await bench.start()
-        members = await _settled(stack.bootstrap)
+        members = await _settled(stack.kafka)
         print(f"\nTessera analytics bench: {args.replicas} analytics replica(s) in one consumer group "
               f"({members} consumers, one per topic per replica; three partitions a topic), "
               f"{os.cpu_count()} cores, Kafka + PostgreSQL 15 local (durable)", flush=True)

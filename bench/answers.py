@@ -34,6 +34,7 @@ from bench.enrolment import _percentile, _wait_ready
 from tessera_common.events import Topics
 from tessera_common.identity import generate_signing_key
 from bench.stack import start_stack
+from tessera_common.kafka_access import KafkaEndpoint
 from tessera_devstack.processes import Server, free_port, spawn
 from tessera_dialogue.domain import Question, apply_pii_policy, validate_answer
 
@@ -95,12 +96,12 @@ async def _load(gateway: str, work: list[tuple[str, str, object]], concurrency: 
     return len(work) / elapsed, latencies, answer_ids, wall_started, wall_finished
 
 
-async def _last_event_time(bootstrap: str, answer_ids: set[str], timeout: float = 120) -> float:
+async def _last_event_time(kafka: KafkaEndpoint, answer_ids: set[str], timeout: float = 120) -> float:
     """Wall-clock time (the record timestamp) of the latest of ``answer_ids`` on the topic,
     reading it from the beginning until every one of them has been seen."""
     import json
 
-    consumer = AIOKafkaConsumer(Topics.ANSWER_SUBMITTED, bootstrap_servers=bootstrap, group_id=None,
+    consumer = AIOKafkaConsumer(Topics.ANSWER_SUBMITTED, **kafka.aiokafka(), group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     missing = set(answer_ids)
@@ -232,7 +233,7 @@ def main() -> None:
         cpu = {name: seconds - cpu_before[name] for name, seconds in _cpu_all(servers).items()}
         if len(answer_ids) != len(work):
             raise RuntimeError(f"{len(work)} answers sent but {len(answer_ids)} distinct answer IDs returned")
-        last_event = asyncio.run(_last_event_time(stack.bootstrap, answer_ids))
+        last_event = asyncio.run(_last_event_time(stack.kafka, answer_ids))
         baseline_url = f"http://127.0.0.1:{baseline_port}/insert"
         asyncio.run(_baseline(baseline_url, 200, args.concurrency))
         baseline_rate, baseline_latencies = asyncio.run(_baseline(baseline_url, len(work), args.concurrency))

@@ -32,17 +32,18 @@ import httpx
 from bench.stack import start_stack
 from tessera_common.events import TenantRegistered, TenantRegisteredData, Topics
 from tessera_common.secrets import new_id, new_split_secret, secret_hash
+from tessera_common.kafka_access import KafkaEndpoint
 from tessera_devstack.processes import free_port
 
 
-async def _register(bootstrap: str) -> tuple[str, str]:
+async def _register(kafka: KafkaEndpoint) -> tuple[str, str]:
     from aiokafka import AIOKafkaProducer
 
     tenant_id = new_id("t")
     api_key = new_split_secret("tak", tenant_id)
     event = TenantRegistered(source="bench", tenant_id=tenant_id, subject=tenant_id,
                              data=TenantRegisteredData(region="eu-west", api_key_sha256=secret_hash(api_key)))
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka.aiokafka(), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(Topics.TENANT_REGISTERED, event.model_dump_json().encode(),
@@ -97,13 +98,13 @@ def main() -> None:
                 # A group of its own for each membership, so the first start is on an empty group.
                 env = {**env, "TESSERA_CONSUMER_GROUP_SUFFIX": f".{membership}"}
                 port = free_port()
-                tenant = asyncio.run(_register(stack.bootstrap))
+                tenant = asyncio.run(_register(stack.kafka))
                 server, first_ready, first_consuming = _start_and_time(stack, port, tenant, **env)
                 ready, consuming = [], []
                 for _ in range(args.trials):
                     server.process.kill()
                     server.process.wait()
-                    tenant = asyncio.run(_register(stack.bootstrap))
+                    tenant = asyncio.run(_register(stack.kafka))
                     server, r, c = _start_and_time(stack, port, tenant, **env)
                     ready.append(r)
                     consuming.append(c)

@@ -10,16 +10,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tessera_devstack.postgres import PostgresConfig, PostgresServer, start_postgres
-from tessera_devstack.processes import KafkaConfig, Server, spawn, start_kafka, wait_for_kafka
+from tessera_common.kafka_access import KafkaCredentials, KafkaEndpoint
+from tessera_devstack.processes import KafkaConfig, Server, principal_env, provision_kafka, spawn, start_kafka
 
 
 @dataclass
 class BenchStack:
     root: Path
-    bootstrap: str
+    #: The broker as its administrator (what a benchmark's own clients use).
+    kafka: KafkaEndpoint
     postgres: PostgresServer
     servers: list[Server] = field(default_factory=list)
     databases: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Each service's own Kafka principal.
+    principals: dict[str, KafkaCredentials] = field(default_factory=dict)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka.bootstrap_servers
 
     def database(self, service: str) -> dict[str, str]:
         if service not in self.databases:
@@ -30,6 +38,7 @@ class BenchStack:
         urls = self.database(service)
         return {**os.environ, "TESSERA_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
                 "TESSERA_DATABASE_URL": urls["database_url"], "TESSERA_DATABASE_OWNER_URL": urls["database_owner_url"],
+                **(principal_env(self.principals[service]) if service in self.principals else {}),
                 "TESSERA_LOG_LEVEL": "WARNING", **extra}
 
     def spawn_service(self, service: str, port: int, **extra: str) -> Server:
@@ -48,12 +57,12 @@ class BenchStack:
 
 
 def start_stack(root: Path) -> BenchStack:
-    kafka = start_kafka(KafkaConfig(root / "kafka"))
+    config = KafkaConfig(root / "kafka")
+    kafka = start_kafka(config)
     try:
+        admin, principals = provision_kafka(config)
         postgres = start_postgres(PostgresConfig(root / "postgres", durable=True))
     except BaseException:
         kafka.stop()
         raise
-    stack = BenchStack(root, f"127.0.0.1:{kafka.port}", postgres, [kafka, postgres.server])
-    wait_for_kafka(stack.bootstrap)
-    return stack
+    return BenchStack(root, admin, postgres, [kafka, postgres.server], principals=principals)

@@ -7,10 +7,15 @@ erasure notice says so. It keeps no key: a text is opened when it is read, so on
 participant is erased (their key destroyed) nothing of theirs opens again, here or in
 any copy this system kept of the ciphertext.
 
+It connects with a Kafka credential the platform issued to the tenant
+(``POST /v1/tenants/{tenant_id}/kafka-credentials`` on the gateway, with the tenant's
+API key): SASL/SCRAM-SHA-512, allowed to read topics and use consumer groups that start
+with ``tenant.<tenant_id>.``, and nothing else.
+
 Needs aiokafka, httpx and cryptography. Run it as::
 
     python tenant_consumer.py --bootstrap 127.0.0.1:9092 --tenant t_... --api-key tak_... \
-        --rights http://127.0.0.1:8003
+        --kafka-user tenant-t_...-kc_... --kafka-password ... --rights http://127.0.0.1:8003
 
 ``tests/integration/test_tenant_stream.py`` runs it against the real broker and services.
 """
@@ -31,15 +36,19 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 
 class TenantStream:
-    """One tenant's topic, read by a consumer group of the tenant's own."""
+    """One tenant's topic, read by a consumer group of the tenant's own: its name
+    (``group``) is appended to ``tenant.<tenant_id>.``, the prefix the credential's ACLs
+    allow."""
 
     def __init__(self, bootstrap: str, tenant_id: str, api_key: str, rights_url: str, group: str,
-                 *, from_start: bool = True) -> None:
+                 *, username: str, password: str, from_start: bool = True) -> None:
         self.tenant_id = tenant_id
         self.topic = f"tenant.{tenant_id}.events.v1"
         self.consumer = AIOKafkaConsumer(
-            self.topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-            auto_offset_reset="earliest" if from_start else "latest")
+            self.topic, bootstrap_servers=bootstrap, group_id=f"tenant.{tenant_id}.{group}",
+            security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512",
+            sasl_plain_username=username, sasl_plain_password=password,
+            enable_auto_commit=False, auto_offset_reset="earliest" if from_start else "latest")
         self.rights = httpx.AsyncClient(base_url=rights_url, headers={"Authorization": f"Bearer {api_key}"},
                                         timeout=10)
 
@@ -109,6 +118,8 @@ async def _main() -> None:
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--tenant", required=True)
     parser.add_argument("--api-key", required=True)
+    parser.add_argument("--kafka-user", required=True)
+    parser.add_argument("--kafka-password", required=True)
     parser.add_argument("--rights", required=True)
     args = parser.parse_args()
 
@@ -118,7 +129,8 @@ async def _main() -> None:
     async def forget(participant_id: str, dialogue_id: str | None) -> None:
         print("erase", participant_id, dialogue_id or "everything")
 
-    async with TenantStream(args.bootstrap, args.tenant, args.api_key, args.rights, f"{args.tenant}.example") as s:
+    async with TenantStream(args.bootstrap, args.tenant, args.api_key, args.rights, "example",
+                            username=args.kafka_user, password=args.kafka_password) as s:
         await run(s, on_answer, forget)
 
 

@@ -136,7 +136,7 @@ def test_phones_answer_through_the_gateway_and_see_the_group_at_k(platform, stac
                      headers={"Authorization": f"Bearer {phones[0]['device_token']}"})
     assert text.status_code == 201, text.text
 
-    records = asyncio.run(read_topic(stack.kafka_bootstrap, Topics.ANSWER_SUBMITTED, until=lambda rs: any(
+    records = asyncio.run(read_topic(stack.kafka, Topics.ANSWER_SUBMITTED, until=lambda rs: any(
         r["value"]["data"]["answer_id"] == text.json()["answer_id"] for r in rs)))
     assert not any(secret_text.encode() in r["raw"] for r in records)
 

@@ -151,8 +151,8 @@ async def test_two_replicas_of_dialogue_and_analytics_lose_no_update_and_count_e
         seen: dict[str, set[int]] = {}
 
         async def every_version_published():
-            records = (await read_to_end(stack.kafka_bootstrap, Topics.ANSWER_SUBMITTED)
-                       + await read_to_end(stack.kafka_bootstrap, Topics.ANSWER_CHANGED))
+            records = (await read_to_end(stack.kafka, Topics.ANSWER_SUBMITTED)
+                       + await read_to_end(stack.kafka, Topics.ANSWER_CHANGED))
             seen.clear()
             for record in records:
                 data = (record["value"] or {}).get("data") or {}

@@ -41,7 +41,7 @@ async def register_tenant(stack) -> tuple[str, str]:
         source="test", tenant_id=tenant_id, subject=tenant_id,
         data=TenantRegisteredData(region="eu-west", api_key_sha256=secret_hash(api_key)),
     )
-    await produce(stack.kafka_bootstrap, Topics.TENANT_REGISTERED, event.model_dump_json().encode())
+    await produce(stack.kafka, Topics.TENANT_REGISTERED, event.model_dump_json().encode())
     return tenant_id, api_key
 
 
@@ -55,7 +55,7 @@ def device_event(tenant_id: str, platform: str, form_factor: str) -> DeviceEnrol
 
 
 async def publish(stack, event: DeviceEnrolled) -> None:
-    await produce(stack.kafka_bootstrap, Topics.DEVICE_ENROLLED, event.model_dump_json().encode(),
+    await produce(stack.kafka, Topics.DEVICE_ENROLLED, event.model_dump_json().encode(),
                   partition_key(event.data.participant_id))
 
 
@@ -121,7 +121,7 @@ async def test_a_tenant_sees_only_its_own_figures(analytics, stack):
 async def test_a_malformed_event_is_dead_lettered_and_the_consumer_moves_on(analytics, stack):
     tenant_id, api_key = await register_tenant(stack)
     poison = b'{"type": "io.tessera.device.enrolled.v1", "tenant_id": {"$gt": ""}, "secret": "x@y.nl"}'
-    await produce(stack.kafka_bootstrap, Topics.DEVICE_ENROLLED, poison)
+    await produce(stack.kafka, Topics.DEVICE_ENROLLED, poison)
     for _ in range(5):
         await publish(stack, device_event(tenant_id, "android", "phone"))
 
@@ -135,7 +135,7 @@ async def test_a_malformed_event_is_dead_lettered_and_the_consumer_moves_on(anal
         return (value.get("payload_sha256") == hashlib.sha256(poison).hexdigest()
                 and value.get("consumer", "").startswith("tessera-analytics"))
 
-    letters = await read_topic(stack.kafka_bootstrap, Topics.DEAD_LETTER, lambda rs: any(map(ours, rs)))
+    letters = await read_topic(stack.kafka, Topics.DEAD_LETTER, lambda rs: any(map(ours, rs)))
     letter = next(filter(ours, letters))
     assert "DeviceEnrolled" in letter["value"]["reason"]
     assert letter["value"]["payload_bytes"] == len(poison)
@@ -152,20 +152,20 @@ async def test_k_follows_the_tenants_settings_and_a_late_revision_never_rolls_it
         event = TenantSettingsChanged(source="test", tenant_id=tenant_id, subject=tenant_id,
                                       data=TenantSettingsChangedData(min_group_size=k, pii_policy="warn",
                                                                      revision=revision))
-        await produce(stack.kafka_bootstrap, Topics.TENANT_SETTINGS_CHANGED, event.model_dump_json().encode(),
+        await produce(stack.kafka, Topics.TENANT_SETTINGS_CHANGED, event.model_dump_json().encode(),
                       key=tenant_id.encode())
 
     # The settings change arrives before the registration (another topic, another producer).
     await settings(3, revision=2)
     registered = TenantRegistered(source="test", tenant_id=tenant_id, subject=tenant_id,
                                   data=TenantRegisteredData(region="eu-west", api_key_sha256=secret_hash(api_key)))
-    await produce(stack.kafka_bootstrap, Topics.TENANT_REGISTERED, registered.model_dump_json().encode())
+    await produce(stack.kafka, Topics.TENANT_REGISTERED, registered.model_dump_json().encode())
     await settings(7, revision=1)  # late: an older revision
     # A barrier: a malformed message behind it in the same partition is dead-lettered
     # only after the late revision was handled.
     barrier = f"barrier {uuid4()}".encode()
-    await produce(stack.kafka_bootstrap, Topics.TENANT_SETTINGS_CHANGED, barrier, key=tenant_id.encode())
-    await read_topic(stack.kafka_bootstrap, Topics.DEAD_LETTER, until=lambda rs: any(
+    await produce(stack.kafka, Topics.TENANT_SETTINGS_CHANGED, barrier, key=tenant_id.encode())
+    await read_topic(stack.kafka, Topics.DEAD_LETTER, until=lambda rs: any(
         r["value"]["payload_sha256"] == hashlib.sha256(barrier).hexdigest() for r in rs))
 
     async def k_is_three():

@@ -101,7 +101,7 @@ QUESTIONS = {
 
 
 async def send(stack, topic: str, event: Any, key: str) -> None:
-    await produce(stack.kafka_bootstrap, topic, event.model_dump_json().encode(), partition_key(key))
+    await produce(stack.kafka, topic, event.model_dump_json().encode(), partition_key(key))
 
 
 async def new_tenant(stack, questions: tuple[str, ...] = ("single", "scale", "multi", "idea"),

@@ -10,7 +10,7 @@ import pytest
 from support.apps import create_code, create_tenant, enrol, enrolment_settings, running
 from support.kafka import read_topic
 from tessera_common.events import Topics
-from tessera_devstack.processes import KafkaConfig, start_kafka, wait_for_kafka
+from tessera_devstack.processes import KafkaConfig, provision_kafka, start_kafka, wait_for_kafka
 from tessera_enrolment.app import create_app
 
 pytestmark = pytest.mark.connected
@@ -19,11 +19,11 @@ pytestmark = pytest.mark.connected
 async def test_an_enrolment_during_a_broker_outage_is_published_when_the_broker_returns(stack, tmp_path):
     config = KafkaConfig(tmp_path / "kafka")  # a broker of its own, to stop without harming others
     kafka = await asyncio.to_thread(start_kafka, config)
-    bootstrap = f"127.0.0.1:{config.port}"
     try:
-        await asyncio.to_thread(wait_for_kafka, bootstrap)
-        settings = enrolment_settings(stack)
-        settings.kafka_bootstrap_servers = bootstrap
+        admin, principals = await asyncio.to_thread(provision_kafka, config)
+        settings = enrolment_settings(stack, kafka_bootstrap_servers=admin.bootstrap_servers,
+                                      kafka_username=principals["enrolment"].username,
+                                      kafka_password=principals["enrolment"].password)
         async with running(create_app(settings)) as gateway:
             tenant = await create_tenant(gateway)
             code = await create_code(gateway, tenant)
@@ -32,10 +32,10 @@ async def test_an_enrolment_during_a_broker_outage_is_published_when_the_broker_
             during_outage = await enrol(gateway, code["code"])
 
             kafka = await asyncio.to_thread(start_kafka, config)
-            await asyncio.to_thread(wait_for_kafka, bootstrap)
+            await asyncio.to_thread(wait_for_kafka, admin.bootstrap_servers, admin.credentials)
             participant = during_outage.json()["participant_id"]
             records = await read_topic(
-                bootstrap, Topics.DEVICE_ENROLLED,
+                admin, Topics.DEVICE_ENROLLED,
                 lambda rs: any(participant in (r["raw"] or b"").decode() for r in rs),
                 timeout=120,
             )

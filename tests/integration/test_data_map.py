@@ -65,7 +65,7 @@ async def test_the_map_declares_every_table_the_services_create_and_erasure_reac
                                              headers=bearer(device["device_token"]))
         assert erased.status_code == 202, erased.text
         request_id = erased.json()["request_id"]
-        confirmed = await read_topic(stack.kafka_bootstrap, Topics.STORE_ERASURE_COMPLETED, until=lambda rs: {
+        confirmed = await read_topic(stack.kafka, Topics.STORE_ERASURE_COMPLETED, until=lambda rs: {
             r["value"]["data"]["store"] for r in rs if r["value"]["data"]["request_id"] == request_id
         } >= erasure_stores() - {"rights.data_keys"})
         assert {r["value"]["data"]["store"] for r in confirmed
@@ -76,7 +76,7 @@ async def test_the_map_declares_every_table_the_services_create_and_erasure_reac
                               tenant_id=tenant["tenant_id"],
                               data=DeviceEnrolledData(participant_id=device["participant_id"], platform="ios",
                                                       form_factor="phone", enrolled_at=datetime.now(UTC)))
-        await produce(stack.kafka_bootstrap, Topics.DEVICE_ENROLLED, late.model_dump_json().encode(),
+        await produce(stack.kafka, Topics.DEVICE_ENROLLED, late.model_dump_json().encode(),
                       key=device["participant_id"].encode())
         # Barrier: a device enrolled after the late one on the same key is counted
         # only once the late one was handled.
@@ -85,7 +85,7 @@ async def test_the_map_declares_every_table_the_services_create_and_erasure_reac
                                data=DeviceEnrolledData(participant_id=f"p_{uuid4().hex[:12]}",
                                                        platform="ios", form_factor="phone",
                                                        enrolled_at=datetime.now(UTC)))
-        await produce(stack.kafka_bootstrap, Topics.DEVICE_ENROLLED, fresh.model_dump_json().encode(),
+        await produce(stack.kafka, Topics.DEVICE_ENROLLED, fresh.model_dump_json().encode(),
                       key=device["participant_id"].encode())
         assert await eventually(lambda: contribution("device_contributions", fresh.data.participant_id))
         assert await contribution("device_contributions", device["participant_id"]) == 0

@@ -108,7 +108,7 @@ async def test_answers_group_view_at_k_edits_and_withdrawals_through_the_gateway
     assert refused.status_code == 409 and refused.json()["detail"]["code"] == "answer_first"
 
     answer_ids = {edited.json()["answer_id"]}
-    events = await read_topic(stack.kafka_bootstrap, Topics.ANSWER_CHANGED,
+    events = await read_topic(stack.kafka, Topics.ANSWER_CHANGED,
                               until=lambda rs: sum(r["value"]["data"]["answer_id"] in answer_ids for r in rs) >= 2)
     changes = [AnswerChanged.model_validate(r["value"]) for r in events if r["value"]["data"]["answer_id"] in answer_ids]
     assert [(c.data.change, c.data.version, c.data.choices) for c in changes] == [
@@ -134,7 +134,7 @@ async def test_every_kind_validates_and_text_travels_encrypted_under_the_partici
     assert {a["kind"]: a["value"] for a in mine} == {
         "multiple_choice": ["benches", "trees"], "scale": 2, "open_text": text, "idea": "A small stage"}
 
-    records = await read_topic(stack.kafka_bootstrap, Topics.ANSWER_SUBMITTED,
+    records = await read_topic(stack.kafka, Topics.ANSWER_SUBMITTED,
                                until=lambda rs: any(r["value"]["data"]["answer_id"] == written.json()["answer_id"]
                                                     for r in rs))
     assert all(text.encode() not in r["raw"] for r in records)
@@ -174,10 +174,10 @@ async def test_a_retry_with_the_same_idempotency_key_changes_nothing(platform, s
     # made, on the same topic and partition (same participant key).
     changed = await answer(platform, device, dialogue, "scale", 5, key=f"change-{uuid4().hex}")
     assert changed.status_code == 200 and changed.json()["version"] == 2
-    changes = await read_topic(stack.kafka_bootstrap, Topics.ANSWER_CHANGED, until=lambda rs: any(
+    changes = await read_topic(stack.kafka, Topics.ANSWER_CHANGED, until=lambda rs: any(
         r["value"]["data"]["answer_id"] == answer_id for r in rs))
     assert [r["value"]["data"]["version"] for r in changes if r["value"]["data"]["answer_id"] == answer_id] == [2]
-    records = await read_topic(stack.kafka_bootstrap, Topics.ANSWER_SUBMITTED,
+    records = await read_topic(stack.kafka, Topics.ANSWER_SUBMITTED,
                                until=lambda rs: any(r["value"]["data"]["answer_id"] == answer_id for r in rs))
     assert sum(r["value"]["data"]["answer_id"] == answer_id for r in records) == 1
 
@@ -267,10 +267,10 @@ async def test_erasure_deletes_every_answer_confirms_and_nothing_comes_back(plat
         return await fetchval(owner_url, "SELECT count(*) FROM answers WHERE participant_id = $1", participant_id)
 
     for _ in range(2):  # the second is a redelivery: nothing more, confirmed again
-        await produce(stack.kafka_bootstrap, Topics.ERASURE_REQUESTED, event.model_dump_json().encode(),
+        await produce(stack.kafka, Topics.ERASURE_REQUESTED, event.model_dump_json().encode(),
                       key=device["participant_id"].encode())
     confirmations = await read_topic(
-        stack.kafka_bootstrap, Topics.STORE_ERASURE_COMPLETED,
+        stack.kafka, Topics.STORE_ERASURE_COMPLETED,
         until=lambda rs: sum(r["value"]["data"]["request_id"] == request_id
                              and r["value"]["data"]["store"] == "dialogue.answers" for r in rs) >= 2)
     mine = [StoreErasureCompleted.model_validate(r["value"]) for r in confirmations
@@ -316,7 +316,7 @@ async def test_a_crash_before_publishing_loses_no_event(platform, stack):
         assert await DialogueStore(database).save_answer(
             row, expected_version=None, marker="m_not_erased", freeze_dialogue_at=None, event=event,
             topic=Topics.ANSWER_SUBMITTED)
-    records = await read_topic(stack.kafka_bootstrap, Topics.ANSWER_SUBMITTED,
+    records = await read_topic(stack.kafka, Topics.ANSWER_SUBMITTED,
                                until=lambda rs: any(r["value"]["id"] == event.id for r in rs))
     assert sum(r["value"]["id"] == event.id for r in records) == 1
     owner_url = platform.database_url("dialogue", owner=True)
@@ -351,7 +351,7 @@ async def test_concurrent_writes_to_one_answer_serialise_by_version(platform, st
     (current,) = mine
     last = max(written, key=lambda w: w["version"])
     assert (current["version"], current["value"]) == (last["version"], last["value"])
-    changed = await read_topic(stack.kafka_bootstrap, Topics.ANSWER_CHANGED, until=lambda rs: sum(
+    changed = await read_topic(stack.kafka, Topics.ANSWER_CHANGED, until=lambda rs: sum(
         r["value"]["data"]["answer_id"] == current["answer_id"] for r in rs) >= len(written) - 1)
     versions = sorted(r["value"]["data"]["version"] for r in changed
                       if r["value"]["data"]["answer_id"] == current["answer_id"])

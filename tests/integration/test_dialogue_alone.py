@@ -57,7 +57,7 @@ async def registered_tenant(alone: Alone, stack, min_group_size: int = 3) -> tup
                              data=TenantRegisteredData(region="eu-west", api_key_sha256=secret_hash(api_key),
                                                        min_group_size=min_group_size))
     for _ in range(2):  # a redelivery changes nothing
-        await produce(stack.kafka_bootstrap, Topics.TENANT_REGISTERED, event.model_dump_json().encode())
+        await produce(stack.kafka, Topics.TENANT_REGISTERED, event.model_dump_json().encode())
     auth = {"Authorization": f"Bearer {api_key}"}
 
     async def known() -> bool:
@@ -112,7 +112,7 @@ async def test_answers_freeze_questions_replay_withdraw_and_come_back_at_the_nex
     def data(record: dict) -> dict:
         return (record["value"] or {}).get("data") or {}
 
-    changes = await read_topic(stack.kafka_bootstrap, Topics.ANSWER_CHANGED, until=lambda rs: sum(
+    changes = await read_topic(stack.kafka, Topics.ANSWER_CHANGED, until=lambda rs: sum(
         data(r).get("answer_id") == first.json()["answer_id"] for r in rs) >= 2)
     assert [(data(r)["change"], data(r)["version"]) for r in changes
             if data(r).get("answer_id") == first.json()["answer_id"]] == [("withdrawn", 2), ("edited", 3)]
@@ -162,7 +162,7 @@ async def test_settings_change_with_a_revision_and_are_published(alone, stack):
     changed = await alone.client.put(f"/v1/tenants/{tenant_id}/settings", headers=auth,
                                      json={"min_group_size": 4, "pii_policy": "reject"})
     assert changed.json() == {"min_group_size": 4, "pii_policy": "reject", "revision": 1}
-    records = await read_topic(stack.kafka_bootstrap, Topics.TENANT_SETTINGS_CHANGED,
+    records = await read_topic(stack.kafka, Topics.TENANT_SETTINGS_CHANGED,
                                until=lambda rs: any((r["value"] or {}).get("tenant_id") == tenant_id for r in rs))
     # Other tests put unparseable records on the topics on purpose (dead letters).
     [event] = [r for r in records if (r["value"] or {}).get("tenant_id") == tenant_id]

@@ -63,7 +63,7 @@ async def test_device_enrolled_is_published_once_keyed_by_participant(gateway, s
     def mine(records):
         return [r for r in records if participant_of(r) == body["participant_id"]]
 
-    records = await read_topic(stack.kafka_bootstrap, Topics.DEVICE_ENROLLED, lambda rs: mine(rs))
+    records = await read_topic(stack.kafka, Topics.DEVICE_ENROLLED, lambda rs: mine(rs))
     [record] = mine(records)
     event = DeviceEnrolled.model_validate(record["value"])
     assert event.tenant_id == tenant["tenant_id"]
@@ -103,7 +103,7 @@ async def test_an_event_left_in_the_outbox_by_a_crash_is_published_after_restart
 
     async with running(app):  # the restarted service publishes what its outbox holds
         records = await read_topic(
-            stack.kafka_bootstrap, Topics.DEVICE_ENROLLED,
+            stack.kafka, Topics.DEVICE_ENROLLED,
             lambda rs: any(event_id_of(r) == event.id for r in rs),
         )
     assert [event_id_of(r) for r in records].count(event.id) == 1
@@ -187,11 +187,11 @@ async def test_an_erasure_request_deletes_the_device_and_the_token_stops_working
         data=ErasureRequestedData(request_id="r_test0001", participant_id=body["participant_id"],
                                   reason="participant", requested_at=datetime.now(UTC)),
     )
-    await produce(stack.kafka_bootstrap, Topics.ERASURE_REQUESTED, request.model_dump_json().encode(),
+    await produce(stack.kafka, Topics.ERASURE_REQUESTED, request.model_dump_json().encode(),
                   partition_key(body["participant_id"]))
 
     records = await read_topic(
-        stack.kafka_bootstrap, Topics.STORE_ERASURE_COMPLETED,
+        stack.kafka, Topics.STORE_ERASURE_COMPLETED,
         lambda rs: any(request_of(r) == "r_test0001" for r in rs),
     )
     [done] = [r["value"] for r in records if request_of(r) == "r_test0001"]

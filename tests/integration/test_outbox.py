@@ -9,7 +9,7 @@ import asyncio
 from uuid import uuid4
 
 import pytest
-from faststream.kafka import KafkaBroker
+from tessera_common.broker import ensure_topics, make_broker
 
 from support.apps import enrolment_settings, opened
 from support.db import fetchval
@@ -29,6 +29,7 @@ class Numbered(EventEnvelope):
 async def test_two_relays_publish_every_committed_event_once_in_order_per_key(stack):
     settings = enrolment_settings(stack)
     topic = f"tessera.test-outbox-{uuid4().hex[:8]}.v1"
+    await ensure_topics(stack.kafka_bootstrap, [topic], credentials=stack.kafka.credentials)
     keys = [f"p_{uuid4().hex[:10]}" for _ in range(5)]
     async with opened(settings, "enrolment") as first, opened(settings, "enrolment") as second:
         written: list[Numbered] = []
@@ -46,7 +47,7 @@ async def test_two_relays_publish_every_committed_event_once_in_order_per_key(st
                                   aggregatetype="test")
                 raise RuntimeError("the change failed")
 
-        brokers = [KafkaBroker(stack.kafka_bootstrap), KafkaBroker(stack.kafka_bootstrap)]
+        brokers = [make_broker(stack.kafka_bootstrap, credentials=stack.kafka.credentials), make_broker(stack.kafka_bootstrap, credentials=stack.kafka.credentials)]
         for broker in brokers:
             await broker.start()
         try:
@@ -59,7 +60,7 @@ async def test_two_relays_publish_every_committed_event_once_in_order_per_key(st
                 await broker.stop()
 
     ids = {event.id for event in written}
-    records = await read_topic(stack.kafka_bootstrap, topic,
+    records = await read_topic(stack.kafka, topic,
                                until=lambda rs: {r["value"]["id"] for r in rs} >= ids)
     assert sorted(r["value"]["id"] for r in records) == sorted(ids)  # each once, none extra
     for key in keys:
@@ -73,9 +74,10 @@ async def test_events_committed_while_relays_publish_are_all_published(stack):
     its row unpublished (it did, once: "DELETE ... WHERE seq <= last read")."""
     settings = enrolment_settings(stack)
     topic = f"tessera.test-outbox-{uuid4().hex[:8]}.v1"
+    await ensure_topics(stack.kafka_bootstrap, [topic], credentials=stack.kafka.credentials)
     written: list[str] = []
     async with opened(settings, "enrolment") as first, opened(settings, "enrolment") as second:
-        brokers = [KafkaBroker(stack.kafka_bootstrap), KafkaBroker(stack.kafka_bootstrap)]
+        brokers = [make_broker(stack.kafka_bootstrap, credentials=stack.kafka.credentials), make_broker(stack.kafka_bootstrap, credentials=stack.kafka.credentials)]
         for broker in brokers:
             await broker.start()
         try:
@@ -106,7 +108,7 @@ async def test_events_committed_while_relays_publish_are_all_published(stack):
             for broker in brokers:
                 await broker.stop()
 
-    records = await read_topic(stack.kafka_bootstrap, topic, until=lambda rs: len(rs) >= len(written), timeout=30)
+    records = await read_topic(stack.kafka, topic, until=lambda rs: len(rs) >= len(written), timeout=30)
     assert sorted({r["value"]["id"] for r in records}) == sorted(written)
 
 
@@ -130,7 +132,7 @@ async def test_a_relay_stops_when_cancelled_even_as_it_is_woken(stack):
     3.11 by asyncio.wait_for, and the app's shutdown then waited for ever."""
     settings = enrolment_settings(stack)
     async with opened(settings, "enrolment") as database:
-        broker = KafkaBroker(stack.kafka_bootstrap)
+        broker = make_broker(stack.kafka_bootstrap, credentials=stack.kafka.credentials)
         await broker.start()
         try:
             relay = OutboxRelay(broker, database)

@@ -153,7 +153,7 @@ async def test_erasure_through_the_gateway_reaches_every_store_and_leaves_a_sign
         return (value["type"] == "io.tessera.tenant.participant-erasure.v1"
                 and value["data"]["request_id"] == request["request_id"])
 
-    notices = await read_topic(stack.kafka_bootstrap, Topics.for_tenant(tenant["tenant_id"]),
+    notices = await read_topic(stack.kafka, Topics.for_tenant(tenant["tenant_id"]),
                                until=lambda rs: any(is_notice(r) for r in rs))
     notice = next(r["value"] for r in notices if is_notice(r))
     assert notice["data"]["participant_id"] == pid and notice["data"]["reason"] == "participant"
@@ -175,7 +175,7 @@ async def test_erasure_through_the_gateway_reaches_every_store_and_leaves_a_sign
     assert await contributions_of(platform, pid) is None
     # Kafka: the answer text was never there in plaintext, nor the device token.
     for topic in Topics.all() + [Topics.for_tenant(tenant["tenant_id"])]:
-        for record in await read_to_end(stack.kafka_bootstrap, topic):
+        for record in await read_to_end(stack.kafka, topic):
             assert SECRET_TEXT.encode() not in record["raw"], topic
             assert device["device_token"].encode() not in record["raw"], topic
     # The other participant is untouched.
@@ -219,12 +219,12 @@ async def test_erasure_waits_for_a_stopped_store_retries_and_completes_when_it_r
     retries = [e["record"] for e in trail if e["record"]["action"] == "retry"]
     assert retries and all(r["stores"] == ["analytics.contributions"] for r in retries)
     # Each retry went to the store that had not confirmed; the others did not erase again.
-    sent = [r["value"]["data"] for r in await read_to_end(stack.kafka_bootstrap, Topics.ERASURE_REQUESTED)
+    sent = [r["value"]["data"] for r in await read_to_end(stack.kafka, Topics.ERASURE_REQUESTED)
             if r["value"]["data"]["request_id"] == request["request_id"]]
     assert sent[0]["stores"] is None and len(sent) >= 2
     assert all(data["stores"] == ["analytics.contributions"] for data in sent[1:])
     confirmations = [r["value"]["data"]["store"]
-                     for r in await read_to_end(stack.kafka_bootstrap, Topics.STORE_ERASURE_COMPLETED)
+                     for r in await read_to_end(stack.kafka, Topics.STORE_ERASURE_COMPLETED)
                      if r["value"]["data"]["request_id"] == request["request_id"]]
     assert confirmations.count("enrolment.devices") == 1 and confirmations.count("dialogue.answers") == 1
     # Asked again, the tenant hears that this participant is gone (another tenant would
@@ -252,7 +252,7 @@ async def test_a_redelivered_answer_event_after_erasure_brings_nothing_back(plat
                                       " AND ($2::text IS NULL OR answer_id = $2)", participant_id, answer_id)
 
     assert await eventually(lambda: answers_of(pid))
-    submitted = await read_topic(stack.kafka_bootstrap, Topics.ANSWER_SUBMITTED, until=lambda rs: any(
+    submitted = await read_topic(stack.kafka, Topics.ANSWER_SUBMITTED, until=lambda rs: any(
         r["value"]["data"]["participant_id"] == pid for r in rs))
     originals = [r for r in submitted if r["value"]["data"]["participant_id"] == pid]
 
@@ -261,7 +261,7 @@ async def test_a_redelivered_answer_event_after_erasure_brings_nothing_back(plat
     await completed(platform, asked.json()["request_id"], asked.json()["status_secret"])
 
     for record in originals:  # redelivered, byte for byte, as after a consumer crash
-        await produce(stack.kafka_bootstrap, Topics.ANSWER_SUBMITTED, json.dumps(record["value"]).encode(),
+        await produce(stack.kafka, Topics.ANSWER_SUBMITTED, json.dumps(record["value"]).encode(),
                       key=pid.encode())
     # Barrier: the other participant's answer, sent after the replays on the same key,
     # is counted only once the replays before it were handled.
@@ -269,7 +269,7 @@ async def test_a_redelivered_answer_event_after_erasure_brings_nothing_back(plat
     barrier["id"] = "barrier-" + barrier["id"][:20]
     barrier["data"]["participant_id"] = other["participant_id"]
     barrier["data"]["answer_id"] = "a_barrier_" + other["participant_id"][-8:]
-    await produce(stack.kafka_bootstrap, Topics.ANSWER_SUBMITTED, json.dumps(barrier).encode(), key=pid.encode())
+    await produce(stack.kafka, Topics.ANSWER_SUBMITTED, json.dumps(barrier).encode(), key=pid.encode())
     assert await eventually(lambda: answers_of(other["participant_id"], barrier["data"]["answer_id"]))
     assert await answers_of(pid) == []
     assert await databases_mentioning(platform, pid) == []

@@ -34,7 +34,7 @@ async def test_the_runbooks_metrics_are_exposed_and_move(platform, stack):
     asked = await platform.gateway.post("/v1/me/rights-requests", json={"kind": "erasure"},
                                         headers=bearer(device["device_token"]))
     assert asked.status_code == 202
-    await produce(stack.kafka_bootstrap, Topics.TENANT_REGISTERED, b"not an event")
+    await produce(stack.kafka, Topics.TENANT_REGISTERED, b"not an event")
 
     async def exposed():
         text = (await platform.rights.get("/metrics")).text

@@ -96,7 +96,7 @@ async def confirmations(stack, topic: str, request_id: str, until: Callable[[lis
     def of_request(records: list[dict]) -> list[dict]:
         return [r["value"]["data"] for r in records if r["value"]["data"]["request_id"] == request_id]
 
-    return of_request(await read_topic(stack.kafka_bootstrap, topic, until=lambda rs: until(of_request(rs))))
+    return of_request(await read_topic(stack.kafka, topic, until=lambda rs: until(of_request(rs))))
 
 
 async def assert_unauthorised(client: httpx.AsyncClient, method: str, path: str, **kwargs) -> None:
@@ -191,7 +191,7 @@ async def test_rectification_reaches_a_closed_dialogue_is_published_and_bad_valu
     assert (rectified.json()["answer_id"], rectified.json()["value"], rectified.json()["version"]) == (
         original["answer_id"], "south", 2)
 
-    records = await read_topic(stack.kafka_bootstrap, Topics.ANSWER_CHANGED, until=lambda rs: any(
+    records = await read_topic(stack.kafka, Topics.ANSWER_CHANGED, until=lambda rs: any(
         r["value"]["data"]["answer_id"] == original["answer_id"] for r in rs))
     (change,) = [AnswerChanged.model_validate(r["value"]) for r in records
                  if r["value"]["data"]["answer_id"] == original["answer_id"]]
@@ -281,7 +281,7 @@ async def test_retention_finds_closed_dialogues_and_a_dialogue_scoped_erasure_de
         data=ErasureRequestedData(request_id=request_id, participant_id=device["participant_id"],
                                   reason="retention", requested_at=datetime.now(UTC),
                                   dialogue_id=expiring["dialogue_id"]))
-    await produce(stack.kafka_bootstrap, Topics.ERASURE_REQUESTED, erasure.model_dump_json().encode(),
+    await produce(stack.kafka, Topics.ERASURE_REQUESTED, erasure.model_dump_json().encode(),
                   key=partition_key(device["participant_id"]))
     ours = {"enrolment.devices", "dialogue.answers", "analytics.contributions"}
     confirmed = await confirmations(stack, Topics.STORE_ERASURE_COMPLETED, request_id,
@@ -324,7 +324,7 @@ async def test_an_objection_removes_the_contribution_confirms_and_a_late_enrolme
         data=ObjectionRecordedData(request_id=request_id, participant_id=device["participant_id"],
                                    recorded_at=datetime.now(UTC)))
     raw = objection.model_dump_json().encode()
-    await produce(stack.kafka_bootstrap, Topics.OBJECTION_RECORDED, raw, key=partition_key(device["participant_id"]))
+    await produce(stack.kafka, Topics.OBJECTION_RECORDED, raw, key=partition_key(device["participant_id"]))
     (applied,) = await confirmations(stack, Topics.OBJECTION_APPLIED, request_id, until=lambda cs: len(cs) >= 1)
     assert (applied["store"], applied["documents_deleted"]) == ("analytics.contributions", 1)
     assert await contribution() == {"store": "analytics.contributions", "categories": ["device_facts", "aggregates"],
@@ -332,7 +332,7 @@ async def test_an_objection_removes_the_contribution_confirms_and_a_late_enrolme
     assert (await contribution(participant_path(other, device, "/data")))["objected"] is False
 
     # Redelivered, the objection deletes nothing more and confirms again.
-    await produce(stack.kafka_bootstrap, Topics.OBJECTION_RECORDED, raw, key=partition_key(device["participant_id"]))
+    await produce(stack.kafka, Topics.OBJECTION_RECORDED, raw, key=partition_key(device["participant_id"]))
     again = await confirmations(stack, Topics.OBJECTION_APPLIED, request_id, until=lambda cs: len(cs) >= 2)
     assert [c["documents_deleted"] for c in again] == [1, 0]
 
@@ -345,7 +345,7 @@ async def test_an_objection_removes_the_contribution_confirms_and_a_late_enrolme
 
     newcomer = f"p_{uuid4().hex[:16]}"
     for event in (enrolled(device["participant_id"]), enrolled(newcomer)):
-        await produce(stack.kafka_bootstrap, Topics.DEVICE_ENROLLED, event.model_dump_json().encode(),
+        await produce(stack.kafka, Topics.DEVICE_ENROLLED, event.model_dump_json().encode(),
                       key=partition_key(device["participant_id"]))
     await eventually(lambda: _with_records(contribution(participant_path(tenant, {"participant_id": newcomer},
                                                                          "/data"))))

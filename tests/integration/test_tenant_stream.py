@@ -72,10 +72,15 @@ async def test_the_tenants_topic_carries_its_answers_dialogues_and_requests_as_t
                                               headers=bearer(kept["device_token"]))
     assert withdrawn.status_code == 204
 
+    issued = await platform.gateway.post(f"/v1/tenants/{tenant['tenant_id']}/kafka-credentials", headers=auth,
+                                         json={"name": "example consumer"})
+    assert issued.status_code == 201, issued.text
+    kafka = issued.json()
     consumer = example_consumer()
     seen: list[dict] = []
-    async with consumer.TenantStream(stack.kafka_bootstrap, tenant["tenant_id"], tenant["api_key"],
-                                     "http://rights.test", group=f"{tenant['tenant_id']}.example") as stream:
+    async with consumer.TenantStream(kafka["connection"]["bootstrap_servers"], tenant["tenant_id"], tenant["api_key"],
+                                     "http://rights.test", group="example", username=kafka["username"],
+                                     password=kafka["password"]) as stream:
         stream.rights._transport = platform.rights._transport  # the in-process rights app, not a port
 
         async def answers_read():

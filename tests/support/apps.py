@@ -95,11 +95,10 @@ async def enrol(client: httpx.AsyncClient, code: str, platform: str = "ios", for
 
 def enrolment_settings(stack, **overrides) -> EnrolmentSettings:
     return EnrolmentSettings(
-        kafka_bootstrap_servers=stack.kafka_bootstrap,
         operator_key=OPERATOR_KEY,
         environment="test",
         outbox_sweep_seconds=0.5,
-        **{"internal_token": INTERNAL_TOKEN, "erased_marker_key": MARKER_KEY, **stack.database("enrolment"),
+        **{"kafka_bootstrap_servers": stack.kafka_bootstrap, "internal_token": INTERNAL_TOKEN, "erased_marker_key": MARKER_KEY, **stack.database("enrolment"),
            **overrides},
     )
 

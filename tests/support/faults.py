@@ -46,7 +46,8 @@ import httpx
 from tessera_common.events import Topics
 from tessera_common.identity import generate_signing_key
 from tessera_devstack.postgres import PostgresConfig, PostgresServer, start_postgres
-from tessera_devstack.processes import KafkaConfig, Server, free_port, start_kafka, wait_for_kafka
+from tessera_common.kafka_access import KafkaCredentials, KafkaEndpoint
+from tessera_devstack.processes import KafkaConfig, Server, free_port, provision_kafka, start_kafka, wait_for_kafka
 
 from .kafka import read_to_end
 from .processes import spawn_service, wait_ready
@@ -58,6 +59,10 @@ SERVICES = ("rights", "dialogue", "analytics", "enrolment")
 FAULTS = tuple(f"kill {service}" for service in ("enrolment", "dialogue", "rights", "analytics")) + (
     "restart broker", "restart store")
 OPERATOR_KEY = "faults-operator-key-0123456789"
+
+
+def _principal(credentials: KafkaCredentials) -> dict[str, str]:
+    return {"kafka_username": credentials.username, "kafka_password": credentials.password.get_secret_value()}
 CHOICES = ("a", "b", "c")
 QUESTIONS = 4
 
@@ -72,6 +77,9 @@ class Platform:
         self.kafka_config = KafkaConfig(root / "kafka")
         self.postgres_config = PostgresConfig(root / "postgres", durable=durable)
         self.kafka: Server | None = None
+        #: The broker as its administrator, and each service's principal (made once).
+        self.kafka_admin: KafkaEndpoint | None = None
+        self.principals: dict[str, KafkaCredentials] = {}
         self.postgres: PostgresServer | None = None
         self.ports = {service: free_port() for service in SERVICES}
         self.servers: dict[str, Server] = {}
@@ -94,7 +102,7 @@ class Platform:
         internal_token = "faults-internal-token-" + os.urandom(8).hex()
         for service in SERVICES:
             self._settings[service] = dict(
-                database=self.postgres.database(service),
+                database={**self.postgres.database(service), **_principal(self.principals[service])},
                 TESSERA_OPERATOR_KEY=OPERATOR_KEY, TESSERA_GATEWAY_SIGNING_KEY=private,
                 TESSERA_GATEWAY_PUBLIC_KEY=public, TESSERA_INTERNAL_TOKEN=internal_token,
                 **{f"TESSERA_{name.upper()}_URL": self.url(name) for name in SERVICES},
@@ -129,7 +137,10 @@ class Platform:
 
     def start_broker(self) -> None:
         self.kafka = start_kafka(self.kafka_config)
-        wait_for_kafka(self.bootstrap)
+        if self.kafka_admin is None:
+            self.kafka_admin, self.principals = provision_kafka(self.kafka_config)
+        else:  # restarted: its users and ACLs are in its metadata already
+            wait_for_kafka(self.bootstrap, self.kafka_admin.credentials)
 
     def stop_broker(self) -> None:
         self.kafka.stop(timeout=60)
@@ -516,7 +527,7 @@ async def _verify(platform: Platform, fault: str, load: Load, request_ids: list[
 
         # Kafka: every accepted answer's event at least once.
         on_kafka = {((record["value"] or {}).get("data") or {}).get("answer_id")
-                    for record in await read_to_end(platform.bootstrap, Topics.ANSWER_SUBMITTED, timeout=60)}
+                    for record in await read_to_end(platform.kafka_admin, Topics.ANSWER_SUBMITTED, timeout=60)}
         missing["kafka"] = sorted(set(expected) - on_kafka)
 
         # The figures the tenant reads: respondents and every released choice count.

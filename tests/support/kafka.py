@@ -11,9 +11,11 @@ from uuid import uuid4
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from tessera_common.kafka_access import KafkaEndpoint
+
 
 async def read_topic(
-    bootstrap: str,
+    kafka: KafkaEndpoint,
     topic: str,
     until: Callable[[list[dict[str, Any]]], bool],
     timeout: float = 30.0,
@@ -21,7 +23,7 @@ async def read_topic(
     """Every record of ``topic`` from the start (value, key, headers) until ``until`` holds."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka.aiokafka(),
         group_id=f"test-{uuid4()}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -56,8 +58,8 @@ def _json_or_none(raw: bytes | None) -> Any:
         return None
 
 
-async def produce(bootstrap: str, topic: str, value: bytes, key: bytes | None = None) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+async def produce(kafka: KafkaEndpoint, topic: str, value: bytes, key: bytes | None = None) -> None:
+    producer = AIOKafkaProducer(**kafka.aiokafka(), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         await producer.send_and_wait(topic, value, key=key)
@@ -77,10 +79,10 @@ async def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: 
         await asyncio.sleep(interval)
 
 
-async def read_to_end(bootstrap: str, topic: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+async def read_to_end(kafka: KafkaEndpoint, topic: str, timeout: float = 30.0) -> list[dict[str, Any]]:
     """Every record of ``topic`` written before this call: read from the start up to
     each partition's end offset as it was when the call began."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka.aiokafka(), group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
         from aiokafka import TopicPartition
@@ -108,7 +110,7 @@ async def read_to_end(bootstrap: str, topic: str, timeout: float = 30.0) -> list
         await consumer.stop()
 
 
-async def start_group_at_end(bootstrap: str, group: str) -> None:
+async def start_group_at_end(kafka: KafkaEndpoint, group: str) -> None:
     """Commit, for consumer group ``group``, the current end of every partition of
     every topic on the broker, as if the group had read everything there so far.
 
@@ -120,7 +122,7 @@ async def start_group_at_end(bootstrap: str, group: str) -> None:
     from their start: only this test's apps are running by then."""
     from aiokafka import TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka.aiokafka(), group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for topic in await consumer.topics()

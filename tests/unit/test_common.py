@@ -114,7 +114,8 @@ def test_tenant_topics_share_a_prefix_for_acls():
     assert len(set(Topics.all())) == len(Topics.all())
 
 
-REAL = {"operator_key": "a-real-secret-value", "internal_token": "another-real-one", "erased_marker_key": "a-third"}
+REAL = {"operator_key": "a-real-secret-value", "internal_token": "another-real-one", "erased_marker_key": "a-third",
+        "kafka_username": "tessera-dialogue", "kafka_password": "a-fourth"}
 
 
 @pytest.mark.parametrize("secret", ["operator_key", "internal_token", "erased_marker_key"])

@@ -66,7 +66,7 @@ def test_the_master_key_must_be_base64_of_32_bytes():
 def test_production_refuses_the_development_master_key(tmp_path):
     keyring = tmp_path / "keyring.json"
     real = {"operator_key": "o" * 40, "internal_token": "i" * 40, "erased_marker_key": "e" * 40,
-            "keyring_path": keyring}
+            "keyring_path": keyring, "kafka_username": "tessera-rights", "kafka_password": "k" * 40}
     with pytest.raises(ValueError, match="DATA_KEY_MASTER_KEY"):
         RightsSettings(environment="production", **real)
     master_key = base64.b64encode(new_data_key()).decode()

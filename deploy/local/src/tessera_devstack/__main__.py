@@ -36,8 +36,9 @@ from tessera_devstack.processes import (
     ensure_kafka_jars,
     free_port,
     port_open,
+    principal_env,
+    provision_kafka,
     start_kafka,
-    wait_for_kafka,
 )
 from tessera_devstack.jaeger import JaegerConfig, ensure_jaeger, start_jaeger
 from tessera_devstack.postgres import PostgresConfig, server_binaries, start_postgres
@@ -219,7 +220,13 @@ def run(settings: StackSettings) -> int:
                 "TESSERA_DATABASE_OWNER_URL": urls["database_owner_url"],
             }
         bootstrap = f"127.0.0.1:{settings.kafka_port}"
-        wait_for_kafka(bootstrap)
+        # Each service's principal, with a new password every run, and its ACLs.
+        _, principals = provision_kafka(kafka_config)
+        for service in SERVICES:
+            service_env[service].update(principal_env(principals[service]))
+        service_env["enrolment"].update(
+            TESSERA_KAFKA_PROVISIONER_USERNAME=principals["provisioner"].username,
+            TESSERA_KAFKA_PROVISIONER_PASSWORD=principals["provisioner"].password.get_secret_value())
         env.update(
             TESSERA_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
             TESSERA_ENROLMENT_URL=f"http://127.0.0.1:{settings.enrolment_port}",
@@ -252,7 +259,8 @@ def run(settings: StackSettings) -> int:
         for service in SERVICES:
             port = getattr(settings, f"{service}_port")
             print(f"  {service:<10} http://127.0.0.1:{port}   (API docs: /docs)")
-        print(f"  kafka      127.0.0.1:{settings.kafka_port}")
+        print(f"  kafka      127.0.0.1:{settings.kafka_port}   (SASL/SCRAM-SHA-512 and ACLs; administrator "
+              f"'admin', password in {kafka_config.data_dir / 'admin.secret'})")
         print(f"  traces     {jaeger_config.url}   (the trace view, over Jaeger's query API /api/traces; "
               f"services export to {env['TESSERA_OTLP_ENDPOINT']})")
         print(f"  store      PostgreSQL on 127.0.0.1:{settings.store_port}, one database per service"

@@ -34,6 +34,7 @@ from tessera_common.events import (
     Topics,
     partition_key,
 )
+from tessera_common.kafka_access import KafkaCredentials, aiokafka_options
 from tessera_common.logs import get_logger
 
 log = get_logger(__name__)
@@ -62,11 +63,15 @@ def _telemetry_attributes(msg):  # type: ignore[no-untyped-def]
     return _KeylessTelemetry()
 
 
-def make_broker(bootstrap_servers: str, tracer_provider: TracerProvider | None = None) -> KafkaBroker:
+def make_broker(bootstrap_servers: str, tracer_provider: TracerProvider | None = None,
+                credentials: KafkaCredentials | None = None) -> KafkaBroker:
     """The trace context still crosses Kafka in the W3C ``traceparent`` header, as with
-    FastStream's ``KafkaTelemetryMiddleware``, whose span attributes this keeps but one."""
+    FastStream's ``KafkaTelemetryMiddleware``, whose span attributes this keeps but one.
+    ``credentials``: the service's SASL/SCRAM principal (none for a broker without
+    authentication)."""
     return KafkaBroker(
         bootstrap_servers,
+        security=credentials.faststream() if credentials else None,
         acks="all",
         enable_idempotence=True,
         middlewares=[TelemetryMiddleware(settings_provider_factory=_telemetry_attributes,
@@ -86,9 +91,11 @@ async def ensure_topics(
     topics: list[str] | None = None,
     partitions: int = 3,
     replication_factor: int = 1,
+    credentials: KafkaCredentials | None = None,
 ) -> None:
-    """Create Tessera's topics if they are missing; an existing topic is left alone."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    """Create Tessera's topics if they are missing; an existing topic is left alone.
+    With ``credentials``, only topics that principal may see and create (its ACLs)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **aiokafka_options(credentials))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -57,6 +57,8 @@ _INFRASTRUCTURE = tuple(
 DATA_MAP: tuple[Table, ...] = _INFRASTRUCTURE + (
     Table("enrolment", "tenants", ("tenant_account",)),
     Table("enrolment", "codes", ("opp_codes",)),
+    # Which Kafka users the tenant's systems were issued (never a password).
+    Table("enrolment", "kafka_credentials", ("tenant_account",)),
     Table("enrolment", "devices", ("device_facts",), erasure_store="enrolment.devices"),
     Table("dialogue", "tenants", ("tenant_account",)),
     Table("dialogue", "dialogues", ("dialogue_content",)),

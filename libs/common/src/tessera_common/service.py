@@ -21,6 +21,7 @@ from pathlib import Path
 from tessera_common.broker import ensure_topics, make_broker
 from tessera_common.consume import Consumer
 from tessera_common.http import document_errors, install_common
+from tessera_common.kafka_access import own_topics
 from tessera_common.logs import configure_logging, get_logger
 from tessera_common.outbox import OutboxRelay
 from tessera_common.postgres import Database
@@ -49,7 +50,7 @@ def wire(settings: ServiceSettings, migrations: list[Path], span_exporter: SpanE
     """Build the clients; nothing connects until the app's lifespan starts."""
     configure_logging(settings.service_name, settings.log_level)
     telemetry = setup_telemetry(settings.service_name, settings.otlp_endpoint, span_exporter)
-    broker = make_broker(settings.kafka_bootstrap_servers, telemetry.tracer_provider)
+    broker = make_broker(settings.kafka_bootstrap_servers, telemetry.tracer_provider, settings.kafka_credentials())
     owner_url = settings.database_owner_url.get_secret_value() if settings.database_owner_url else None
     database = Database(settings.database_url.get_secret_value(), owner_url, migrations,
                         max_size=settings.database_pool_size,
@@ -57,7 +58,8 @@ def wire(settings: ServiceSettings, migrations: list[Path], span_exporter: SpanE
 
     async def ensure_topic(topic: str) -> None:
         await ensure_topics(settings.kafka_bootstrap_servers, [topic], partitions=settings.kafka_topic_partitions,
-                            replication_factor=settings.kafka_replication_factor)
+                            replication_factor=settings.kafka_replication_factor,
+                            credentials=settings.kafka_credentials())
 
     return Wiring(settings, telemetry, broker, database, OutboxRelay(broker, database, ensure_topic=ensure_topic))
 
@@ -78,6 +80,8 @@ def service_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await ensure_topics(
             settings.kafka_bootstrap_servers,
+            own_topics(settings.service_name),
+            credentials=settings.kafka_credentials(),
             partitions=settings.kafka_topic_partitions,
             replication_factor=settings.kafka_replication_factor,
         )

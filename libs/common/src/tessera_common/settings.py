@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tessera_common.kafka_access import KafkaCredentials
+
 #: Values that must never reach a non-development deployment.
 PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "dev-operator-key", "dev-internal-token", "dev-erased-marker-key"}
@@ -26,6 +28,12 @@ class ServiceSettings(BaseSettings):
     port: int = 8000
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    #: The service's own SASL/SCRAM-SHA-512 principal (``tessera-<service>``), whose ACLs
+    #: allow only its own topics and groups (tessera_common.kafka_access). Unset = no
+    #: authentication, for a broker without it (testcontainers' image); refused in
+    #: production.
+    kafka_username: str | None = Field(default=None, max_length=200)
+    kafka_password: SecretStr | None = None
     #: Used only when a service creates a missing topic at start; production topics
     #: are declared up front (deploy/k8s/README.md) with replication 3.
     kafka_topic_partitions: int = Field(default=3, ge=1)
@@ -82,11 +90,22 @@ class ServiceSettings(BaseSettings):
     #: How often the outbox relay looks for events whose publish was interrupted.
     outbox_sweep_seconds: float = Field(default=5.0, gt=0)
 
+    def kafka_credentials(self) -> KafkaCredentials | None:
+        if self.kafka_username is None:
+            return None
+        if self.kafka_password is None:
+            raise ValueError("TESSERA_KAFKA_PASSWORD must be set with TESSERA_KAFKA_USERNAME")
+        return KafkaCredentials(self.kafka_username, self.kafka_password)
+
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> ServiceSettings:
+        if self.kafka_username is not None and self.kafka_password is None:
+            raise ValueError("TESSERA_KAFKA_PASSWORD must be set with TESSERA_KAFKA_USERNAME")
         if self.environment != "production":
             return self
         for name in ("operator_key", "internal_token", "erased_marker_key"):
             if getattr(self, name).get_secret_value() in PLACEHOLDER_SECRETS:
                 raise ValueError(f"TESSERA_{name.upper()} must be set to a real secret in production")
+        if self.kafka_username is None:
+            raise ValueError("TESSERA_KAFKA_USERNAME and TESSERA_KAFKA_PASSWORD must be set in production")
         return self

@@ -9,11 +9,13 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic import Field, SecretStr, model_validator
 
 from tessera_common.asyncapi import asyncapi_document, asyncapi_page
+from tessera_common.kafka_access import KafkaAccessAdmin, KafkaCredentials
 from tessera_common.postgres import migration_dirs
 from tessera_common.service import serve, service_app, wire
 from tessera_common.settings import ServiceSettings
 from tessera_enrolment.api import Downstream, GuessThrottle, build_internal_router, build_router
 from tessera_enrolment.handlers import CONSUMER, register_handlers
+from tessera_enrolment.kafka_credentials import build_kafka_credentials_router
 from tessera_enrolment.participant_api import document_forwarded_routes
 from tessera_enrolment.store import EnrolmentStore
 from tessera_enrolment.webapp import mount_participant_app
@@ -36,6 +38,13 @@ class EnrolmentSettings(ServiceSettings):
     rights_url: str = "http://127.0.0.1:8003"
     #: How long the gateway waits for a service behind it before answering 503.
     downstream_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: The principal that issues tenants' Kafka credentials (``tessera-provisioner``:
+    #: it may create users and ACLs). Unset = the credential routes answer 503.
+    kafka_provisioner_username: str | None = Field(default=None, max_length=200)
+    kafka_provisioner_password: SecretStr | None = None
+    #: The broker address given to tenants with their credentials (default: the
+    #: service's own ``kafka_bootstrap_servers``).
+    kafka_tenant_bootstrap_servers: str | None = None
 
     @model_validator(mode="after")
     def _signing_key_outside_development(self) -> EnrolmentSettings:
@@ -71,6 +80,13 @@ def create_app(
         signing_key=settings.gateway_signing_key.get_secret_value() if settings.gateway_signing_key else None,
     )
 
+    provisioner = None
+    if settings.kafka_provisioner_username and settings.kafka_provisioner_password:
+        provisioner = KafkaAccessAdmin(settings.kafka_bootstrap_servers, KafkaCredentials(
+            settings.kafka_provisioner_username, settings.kafka_provisioner_password))
+    credentials_router = build_kafka_credentials_router(
+        store, provisioner, settings.kafka_tenant_bootstrap_servers or settings.kafka_bootstrap_servers)
+
     async def close_downstreams() -> None:
         for downstream in downstreams.values():
             await downstream.client.aclose()
@@ -80,7 +96,7 @@ def create_app(
         title="Tessera enrolment gateway",
         description="Tenants, opp codes and device enrolment; the gateway for mobile clients, which forwards "
                     "their dialogue and rights routes (documented here as the services behind it define them).",
-        routers=[router, build_internal_router(store, settings.internal_token.get_secret_value()),
+        routers=[router, credentials_router, build_internal_router(store, settings.internal_token.get_secret_value()),
                  build_asyncapi_router()],
         on_stop=close_downstreams,
     )

@@ -96,6 +96,52 @@ class EnrolmentStore:
             )
         return status == "UPDATE 1"
 
+    # --- Kafka credentials -------------------------------------------------
+
+    async def add_kafka_credential(self, credential: dict[str, Any], limit: int) -> bool:
+        """Record an issued credential; False (nothing recorded) when the tenant already
+        has ``limit`` that are not revoked. The count and the insert hold the tenant's
+        row lock, so two issues at once cannot both take the last place."""
+        async with self.unit(credential["tenant_id"]) as uow:
+            await uow.connection.execute("SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE",
+                                         credential["tenant_id"])
+            active = await uow.connection.fetchval(
+                "SELECT count(*) FROM kafka_credentials WHERE tenant_id = $1 AND revoked_at IS NULL",
+                credential["tenant_id"])
+            if active >= limit:
+                return False
+            await uow.connection.execute(
+                "INSERT INTO kafka_credentials (tenant_id, credential_id, name, username, created_at)"
+                " VALUES ($1, $2, $3, $4, $5)",
+                credential["tenant_id"], credential["credential_id"], credential["name"], credential["username"],
+                credential["created_at"])
+        return True
+
+    async def count_kafka_credentials(self, tenant_id: str) -> int:
+        async with self.unit(tenant_id) as uow:
+            return await uow.connection.fetchval(
+                "SELECT count(*) FROM kafka_credentials WHERE tenant_id = $1 AND revoked_at IS NULL", tenant_id)
+
+    async def kafka_credential(self, tenant_id: str, credential_id: str) -> dict[str, Any] | None:
+        async with self.unit(tenant_id) as uow:
+            row = await uow.connection.fetchrow(
+                "SELECT * FROM kafka_credentials WHERE tenant_id = $1 AND credential_id = $2", tenant_id, credential_id)
+        return dict(row) if row else None
+
+    async def list_kafka_credentials(self, tenant_id: str) -> list[dict[str, Any]]:
+        async with self.unit(tenant_id) as uow:
+            rows = await uow.connection.fetch(
+                "SELECT * FROM kafka_credentials WHERE tenant_id = $1 ORDER BY created_at, credential_id", tenant_id)
+        return [dict(row) for row in rows]
+
+    async def mark_kafka_credential(self, tenant_id: str, credential_id: str, column: str, at: datetime) -> None:
+        """Set ``rotated_at`` (again) or ``revoked_at`` (once)."""
+        assignment = {"rotated_at": "rotated_at = $3", "revoked_at": "revoked_at = coalesce(revoked_at, $3)"}[column]
+        async with self.unit(tenant_id) as uow:
+            await uow.connection.execute(
+                f"UPDATE kafka_credentials SET {assignment} WHERE tenant_id = $1 AND credential_id = $2",
+                tenant_id, credential_id, at)
+
     # --- devices ---------------------------------------------------------
 
     async def enrol(

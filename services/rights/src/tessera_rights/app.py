@@ -111,7 +111,8 @@ def create_app(
 
     async def ensure_tenant_topic(topic: str) -> None:
         await ensure_topics(settings.kafka_bootstrap_servers, [topic], partitions=settings.kafka_topic_partitions,
-                            replication_factor=settings.kafka_replication_factor)
+                            replication_factor=settings.kafka_replication_factor,
+                            credentials=settings.kafka_credentials())
 
     desk = Desk(store, stores, settings.erased_marker_key.get_secret_value(), signing_key,
                 Timing(settings.retry_base_seconds, settings.retry_cap_seconds), ensure_tenant_topic)
