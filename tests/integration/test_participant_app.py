@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from support.apps import (
     PARK_QUESTIONS,
@@ -29,14 +29,12 @@ from support.apps import (
     enrol,
     served,
 )
+from support.browser import accessible
 from support.db import fetchval
 from tessera_rights.domain import verify_receipt
 
 pytestmark = pytest.mark.connected
 
-# Debian's chromium, driven by Playwright from PyPI (never `playwright install`).
-CHROMIUM = os.environ.get("TESSERA_CHROMIUM", "/usr/bin/chromium")
-AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
 SHOTS = Path(os.environ.get("TESSERA_SCREENSHOTS", Path(tempfile.gettempdir()) / "tessera-app-screenshots"))
 ANDROID_PHONE = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
                  "Chrome/126.0 Mobile Safari/537.36")
@@ -47,17 +45,6 @@ ANDROID_PHONE = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (K
 async def base(platform) -> AsyncIterator[str]:
     async with served(platform.gateway_app) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    assert os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium"
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 # --- the platform side --------------------------------------------------------------
@@ -143,18 +130,7 @@ class Phone:
         assert self.responses > 0 and self.set_cookies == []
 
     async def accessible(self) -> None:
-        """axe-core, in this page, finds nothing serious or critical. It is evaluated
-        through the DevTools protocol, which the page's CSP does not govern (a script
-        tag with it would be refused, as it should be)."""
-        assert AXE.exists(), "axe-core is missing: `make browser-tools` (or `npm ci`) installs it"
-        if not await self.page.evaluate("typeof window.axe !== 'undefined'"):
-            await self.page.evaluate(AXE.read_text() + "\n;0")
-        result = await self.page.evaluate("""async () => {
-            const r = await axe.run(document, {resultTypes: ["violations"]});
-            return r.violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(" "))}));
-        }""")
-        serious = [v for v in result if v["impact"] in ("serious", "critical")]
-        assert serious == [], serious
+        await accessible(self.page)
 
 
 @contextlib.asynccontextmanager

@@ -207,7 +207,8 @@ async def running_platform(stack, spans: dict | None = None, rights_overrides: d
                                             span_exporter=spans.get("dialogue")),
         "analytics": lambda: create_analytics(analytics_settings, span_exporter=spans.get("analytics")),
         "enrolment": lambda: create_enrolment(
-            gateway_settings, downstream_transports={"dialogue": behind["dialogue"], "rights": behind["rights"]},
+            gateway_settings, downstream_transports={"dialogue": behind["dialogue"], "rights": behind["rights"],
+                                                   "analytics": behind["analytics"]},
             span_exporter=spans.get("enrolment")),
     }
     apps = {name: factory() for name, factory in factories.items()}

@@ -28,6 +28,11 @@ async def fetch(url: str, query: str, *args: Any) -> list[dict[str, Any]]:
         return [dict(row) for row in await connection.fetch(query, *args)]
 
 
+async def execute(url: str, query: str, *args: Any) -> str:
+    async with connected(url) as connection:
+        return await connection.execute(query, *args)
+
+
 async def fetchval(url: str, query: str, *args: Any) -> Any:
     async with connected(url) as connection:
         return await connection.fetchval(query, *args)

@@ -73,6 +73,7 @@ def _keys() -> dict[str, str]:
         "TESSERA_ERASED_MARKER_KEY": secrets.token_urlsafe(32),
         "TESSERA_DATA_KEY_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         "TESSERA_RECEIPT_SIGNING_KEY": generate_signing_key()[0],
+        "TESSERA_CONSOLE_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         "TESSERA_GATEWAY_SIGNING_KEY": private,
         "TESSERA_GATEWAY_PUBLIC_KEY": public,
         # docker-compose.yml's database passwords (hex: they go into URLs as they are).

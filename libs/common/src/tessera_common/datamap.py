@@ -59,6 +59,15 @@ DATA_MAP: tuple[Table, ...] = _INFRASTRUCTURE + (
     Table("enrolment", "codes", ("opp_codes",)),
     # Which Kafka users the tenant's systems were issued (never a password).
     Table("enrolment", "kafka_credentials", ("tenant_account",)),
+    # The console's people: accounts (Argon2id hashes, sealed TOTP secrets), their
+    # recovery codes (hashes), invitations, sessions and activity. No participant data.
+    Table("enrolment", "console_accounts", ("tenant_account",)),
+    Table("enrolment", "console_recovery_codes", ("tenant_account",)),
+    Table("enrolment", "console_invitations", ("tenant_account",)),
+    Table("enrolment", "console_sessions", ("tenant_account",)),
+    Table("enrolment", "console_activity", ("tenant_account",)),
+    Table("enrolment", "console_allow_list", ("tenant_account",)),
+    Table("enrolment", "console_passkeys", ("tenant_account",)),
     Table("enrolment", "devices", ("device_facts",), erasure_store="enrolment.devices"),
     Table("dialogue", "tenants", ("tenant_account",)),
     Table("dialogue", "dialogues", ("dialogue_content",)),

@@ -11,11 +11,11 @@ from __future__ import annotations
 import email.message
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import iter_route_contexts
@@ -29,7 +29,12 @@ from starlette.responses import Response
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tessera_common.identity import ASSERTION_HEADER
+from tessera_common.identity import (
+    ASSERTION_HEADER,
+    STAFF_ASSERTION_HEADER,
+    InvalidAssertion,
+    verify_staff_assertion,
+)
 from tessera_common.postgres import TRANSIENT_ERRORS as STORE_UNAVAILABLE
 from tessera_common.secrets import constant_time_equals, secret_hash, split_secret_selector
 
@@ -521,6 +526,39 @@ async def authorise_tenant(
         raise problem(401, "invalid_api_key", "the tenant API key is not valid", UNAUTHORISED_HEADERS)
     if not constant_time_equals(owner, tenant_id):
         raise problem(403, "wrong_tenant", "this API key does not belong to the tenant in the path")
+
+
+def tenant_caller(key_hash_of: Callable[[str], Awaitable[str | None]], gateway_public_key: str | None,
+                  audience: str, roles: Collection[str]):
+    """A FastAPI dependency for a service's tenant routes: the tenant in the path, let in
+    by either of two doors.
+
+    - The tenant's API key (``Authorization: Bearer tak_…``), as before: its own tenant
+      only (:func:`authorise_tenant`).
+    - A console account, through the gateway: its signed staff assertion
+      (``X-Tessera-Staff-Assertion``, :mod:`tessera_common.identity`) for this service,
+      naming this tenant (else 403 ``wrong_tenant``) and one of ``roles`` (else 403
+      ``role_not_allowed``). The gateway checked the session and the role first; this is
+      the second check, so a service trusts no cookie and no header it cannot verify."""
+    async def check(tenant_id: TenantIdPath, credentials: BearerCredentials,
+                    staff: Annotated[str | None, Header(alias=STAFF_ASSERTION_HEADER, include_in_schema=False)] = None,
+                    ) -> str:
+        if staff is None:
+            await authorise_tenant(require_bearer(credentials), tenant_id, key_hash_of)
+            return tenant_id
+        if gateway_public_key is None:
+            raise problem(401, "invalid_assertion", "this service accepts no console assertions")
+        try:
+            caller = verify_staff_assertion(gateway_public_key, staff, audience)
+        except InvalidAssertion:
+            raise problem(401, "invalid_assertion", "the console assertion is not valid") from None
+        if not constant_time_equals(caller.tenant_id, tenant_id):
+            raise problem(403, "wrong_tenant", "this account does not belong to the tenant in the path")
+        if caller.role not in roles:
+            raise problem(403, "role_not_allowed", f"this needs the role {' or '.join(sorted(roles))}")
+        return tenant_id
+
+    return check
 
 
 def internal_caller(internal_token: str):

@@ -97,6 +97,8 @@ def verify_assertion(public_key_b64: str, token: str, audience: str) -> Particip
     tenant_id = claims.get("tid")
     if not isinstance(tenant_id, str):
         raise InvalidAssertion("MissingTenant")
+    if claims.get("knd") == STAFF_KIND:  # a console account's assertion never names a participant
+        raise InvalidAssertion("StaffAssertion")
     platform, form_factor = claims.get("plt"), claims.get("ff")
     if platform not in PLATFORMS or form_factor not in FORM_FACTORS:
         platform = form_factor = None  # absent (an older gateway) or not a known value
@@ -124,3 +126,42 @@ def participant_dependency(public_key_b64: str | None, audience: str):
             raise HTTPException(401, {"code": "invalid_assertion", "message": "the participant assertion is not valid"}) from None
 
     return current_participant
+
+
+# --- the console's people ---------------------------------------------------------------
+
+#: The console's assertion: the gateway checked a console session (cookie, CSRF, role)
+#: and vouches for the account to one service behind it, as for a participant.
+STAFF_ASSERTION_HEADER = "X-Tessera-Staff-Assertion"
+STAFF_KIND = "staff"
+STAFF_ROLES = ("owner", "editor", "analyst", "privacy_officer")
+
+
+@dataclass(frozen=True)
+class Staff:
+    account_id: str
+    tenant_id: str
+    role: str
+
+
+def sign_staff_assertion(private_key_b64: str, staff: Staff, audience: str, ttl_seconds: int = DEFAULT_TTL_SECONDS,
+                         now: float | None = None) -> str:
+    issued = int(now if now is not None else time.time())
+    claims = {"iss": ISSUER, "aud": audience, "sub": staff.account_id, "tid": staff.tenant_id, "role": staff.role,
+              "knd": STAFF_KIND, "iat": issued, "exp": issued + ttl_seconds, "jti": str(uuid4())}
+    key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(private_key_b64))
+    return jwt.encode(claims, key, algorithm="EdDSA")
+
+
+def verify_staff_assertion(public_key_b64: str, token: str, audience: str) -> Staff:
+    """A console account's assertion for ``audience``; a participant's is refused."""
+    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64))
+    try:
+        claims = jwt.decode(token, key, algorithms=["EdDSA"], audience=audience, issuer=ISSUER,
+                            options={"require": ["exp", "iat", "sub", "aud", "iss"]})
+    except jwt.PyJWTError as exc:
+        raise InvalidAssertion(type(exc).__name__) from None
+    if claims.get("knd") != STAFF_KIND or claims.get("role") not in STAFF_ROLES or not isinstance(
+            claims.get("tid"), str):
+        raise InvalidAssertion("NotStaff")
+    return Staff(account_id=claims["sub"], tenant_id=claims["tid"], role=claims["role"])

@@ -9,13 +9,11 @@ from pydantic import BaseModel, Field
 
 from tessera_common.events import FormFactor, Platform
 from tessera_common.http import (
-    BearerCredentials,
     TenantIdPath,
-    authorise_tenant,
+    tenant_caller,
     errors,
     internal_caller,
     problem,
-    require_bearer,
 )
 from tessera_common.secrets import erased_marker
 from tessera_analytics import domain
@@ -153,12 +151,14 @@ class ContributionDataOut(BaseModel):
     objected: bool = Field(description="whether they objected to analysis (and so count in no figure)")
 
 
-def build_router(store: AnalyticsStore) -> APIRouter:
+AUDIENCE = "tessera-analytics"
+
+
+def build_router(store: AnalyticsStore, gateway_public_key: str | None = None) -> APIRouter:
     router = APIRouter(tags=["tenant"])
 
-    async def tenant_key(tenant_id: TenantIdPath, credentials: BearerCredentials) -> str:
-        await authorise_tenant(require_bearer(credentials), tenant_id, store.api_key_hash)
-        return tenant_id
+    # The tenant's API key, or a console account's assertion (figures: not privacy officers).
+    tenant_key = tenant_caller(store.api_key_hash, gateway_public_key, AUDIENCE, ("owner", "editor", "analyst"))
 
     @router.get("/v1/tenants/{tenant_id}/stats/devices", responses=errors(404))
     async def device_stats(tenant_id: Annotated[str, Depends(tenant_key)]) -> DeviceStatsOut:

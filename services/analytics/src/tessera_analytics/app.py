@@ -57,7 +57,7 @@ def create_app(settings: AnalyticsSettings | None = None, span_exporter: SpanExp
         wiring,
         title="Tessera analytics",
         description="Figures for tenants, never about fewer than k participants.",
-        routers=[build_router(store),
+        routers=[build_router(store, settings.gateway_public_key),
                  build_internal_router(store, settings.internal_token.get_secret_value(), marker_key)],
     )
     # The tenant dashboard: static files only; its data comes from the routes above,

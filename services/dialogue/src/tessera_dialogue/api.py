@@ -43,15 +43,13 @@ from tessera_common.events import (
 )
 from tessera_common.http import (
     IsoDatetime,
-    BearerCredentials,
     StrictBody,
     whole_number,
     TenantIdPath,
-    authorise_tenant,
+    tenant_caller,
     errors,
     internal_caller,
     problem,
-    require_bearer,
 )
 from tessera_common.identity import Participant, participant_dependency
 from tessera_common.logs import get_logger
@@ -770,9 +768,8 @@ async def seal_legacy_texts(store: DialogueStore, answers: Answers, *, batch: in
 def build_router(store: DialogueStore, answers: Answers, gateway_public_key: str | None) -> APIRouter:
     router = APIRouter()
 
-    async def tenant_key(tenant_id: TenantIdPath, credentials: BearerCredentials) -> str:
-        await authorise_tenant(require_bearer(credentials), tenant_id, store.api_key_hash)
-        return tenant_id
+    # The tenant's API key, or a console editor's or owner's assertion through the gateway.
+    tenant_key = tenant_caller(store.api_key_hash, gateway_public_key, AUDIENCE, ("owner", "editor"))
 
     AuthorisedTenant = Annotated[str, Depends(tenant_key)]
     CurrentParticipant = Annotated[Participant, Depends(participant_dependency(gateway_public_key, AUDIENCE))]

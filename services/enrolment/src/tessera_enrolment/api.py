@@ -3,9 +3,10 @@
 
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 import httpx
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
@@ -27,7 +28,6 @@ from tessera_common.http import (
     IsoDatetime,
     UNAUTHORISED_HEADERS,
     StrictBody,
-    whole_number,
     TenantIdPath,
     TENANT_API_KEY_PREFIX,
     BearerCredentials,
@@ -48,8 +48,10 @@ from tessera_common.secrets import (
     secret_hash,
     split_secret_selector,
 )
-from tessera_enrolment import domain
-from tessera_enrolment.store import STORE_NAME, CodeTaken, EnrolmentStore
+from tessera_enrolment import codes, domain
+from tessera_enrolment.codes import CodeIn, CodeList, CodeOut
+from tessera_enrolment.console_api import INVITATION_LIFETIME, Email, invitation_url, new_invitation
+from tessera_enrolment.store import STORE_NAME, EnrolmentStore
 
 log = get_logger(__name__)
 SOURCE = "tessera/enrolment"
@@ -60,6 +62,8 @@ class TenantIn(StrictBody):
     region: Annotated[str, StringConstraints(pattern=r"^eu-[a-z0-9-]{1,30}$")] = Field(
         description="where the tenant's data lives; Tessera keeps data in the EU, so eu-*"
     )
+    owner_email: Email | None = Field(
+        default=None, description="the first administrator's address: an invitation to the console is made for it")
 
 
 class TenantOut(BaseModel):
@@ -67,27 +71,8 @@ class TenantOut(BaseModel):
     name: str
     region: str
     api_key: str = Field(description="shown once; Tessera keeps only its hash")
-
-
-class CodeIn(StrictBody):
-    expires_at: IsoDatetime | None = Field(default=None, description="with a time zone, e.g. ...Z")
-    max_enrolments: whole_number(1, 1_000_000) | None = None
-
-
-class CodeOut(BaseModel):
-    code: str = Field(description="canonical form; type it with or without the hyphen, any case")
-    display: str
-    status: Literal["active", "revoked", "expired", "exhausted"]
-    created_at: datetime
-    expires_at: datetime | None
-    max_enrolments: int | None
-    enrolments: int
-
-
-class CodeList(BaseModel):
-    codes: list[CodeOut]
-    limit: int
-    offset: int
+    owner_invitation_url: str | None = Field(
+        default=None, description="with owner_email: the console invitation (one-time, 7 days), shown once")
 
 
 class EnrolmentIn(StrictBody):
@@ -230,21 +215,25 @@ def build_router(
     throttle: GuessThrottle,
     downstreams: dict[str, Downstream] | None = None,
     signing_key: str | None = None,
+    network_gate: Callable[[str, Request], Awaitable[None]] | None = None,
 ) -> APIRouter:
+    """``network_gate``: the tenant's IP allow-list for its API keys (console_api)."""
     router = APIRouter()
     meter = metrics.get_meter("tessera.enrolment")
     attempts = meter.create_counter(
         "tessera_enrolment_attempts", unit="1", description="enrolment attempts by outcome"
     )
 
-    async def tenant_key(tenant_id: TenantIdPath, credentials: BearerCredentials) -> str:
+    async def tenant_key(tenant_id: TenantIdPath, credentials: BearerCredentials, request: Request) -> str:
         await authorise_tenant(require_bearer(credentials), tenant_id, store.api_key_hash)
+        if network_gate is not None:
+            await network_gate(tenant_id, request)
         return tenant_id
 
     AuthorisedTenant = Annotated[str, Depends(tenant_key)]
 
     @router.post("/v1/tenants", status_code=status.HTTP_201_CREATED, tags=["operator"])
-    async def create_tenant(body: TenantIn, credentials: BearerCredentials) -> TenantOut:
+    async def create_tenant(body: TenantIn, credentials: BearerCredentials, request: Request) -> TenantOut:
         check_operator_key(require_bearer(credentials), operator_key)
         tenant_id = new_id("t")
         api_key = new_split_secret(TENANT_API_KEY_PREFIX, tenant_id)
@@ -262,31 +251,18 @@ def build_router(
             tenant_id=tenant_id,
             data=TenantRegisteredData(region=body.region, api_key_sha256=tenant["api_key_sha256"]),
         )
-        await store.add_tenant(tenant, event)
+        invitation, invitation_token = None, None
+        if body.owner_email is not None:
+            invitation, invitation_token = new_invitation(tenant_id, body.owner_email, "owner", None,
+                                                          INVITATION_LIFETIME)
+        await store.add_tenant(tenant, event, invitation)
         log.info("tenant_created", tenant_id=tenant_id)
-        return TenantOut(tenant_id=tenant_id, name=body.name, region=body.region, api_key=api_key)
+        return TenantOut(tenant_id=tenant_id, name=body.name, region=body.region, api_key=api_key,
+                         owner_invitation_url=invitation_url(request, invitation_token) if invitation_token else None)
 
     @router.post("/v1/tenants/{tenant_id}/codes", status_code=status.HTTP_201_CREATED, tags=["tenant"])
     async def create_code(tenant_id: AuthorisedTenant, body: CodeIn) -> CodeOut:
-        now = datetime.now(UTC)
-        if body.expires_at is not None and body.expires_at <= now:
-            raise problem(422, "expires_in_past", "expires_at must be in the future")
-        for _ in range(3):
-            code = {
-                "_id": domain.new_opp_code(),
-                "tenant_id": tenant_id,
-                "created_at": now,
-                "expires_at": body.expires_at,
-                "max_enrolments": body.max_enrolments,
-                "enrolments": 0,
-                "revoked_at": None,
-            }
-            try:
-                await store.add_code(code)
-                return _code_out(code, now)
-            except CodeTaken:
-                continue
-        raise problem(503, "code_space_busy", "could not allocate a unique code; try again")
+        return await codes.create_code(store, tenant_id, body)
 
     @router.get("/v1/tenants/{tenant_id}/codes", tags=["tenant"])
     async def list_codes(
@@ -295,8 +271,8 @@ def build_router(
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> CodeList:
         now = datetime.now(UTC)
-        codes = await store.list_codes(tenant_id, limit, offset)
-        return CodeList(codes=[_code_out(c, now) for c in codes], limit=limit, offset=offset)
+        listed = await store.list_codes(tenant_id, limit, offset)
+        return CodeList(codes=[codes.code_out(c, now) for c in listed], limit=limit, offset=offset)
 
     @router.delete(
         "/v1/tenants/{tenant_id}/codes/{code}", status_code=status.HTTP_204_NO_CONTENT, tags=["tenant"],
@@ -305,9 +281,7 @@ def build_router(
     async def revoke_code(
         tenant_id: AuthorisedTenant, code: Annotated[str, Path(max_length=32)]
     ) -> Response:
-        canonical = domain.normalise_code(code)
-        if canonical is None or not await store.revoke_code(tenant_id, canonical, datetime.now(UTC)):
-            raise problem(404, "code_not_found", "this tenant has no such code")
+        await codes.revoke_code(store, tenant_id, code)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.post("/v1/enrolments", status_code=status.HTTP_201_CREATED, tags=["device"], responses=errors(
@@ -469,21 +443,3 @@ def build_internal_router(store: EnrolmentStore, internal_token: str) -> APIRout
         return {"participant_ids": ids}
 
     return router
-
-
-def _code_out(code: dict, now: datetime) -> CodeOut:
-    state = domain.CodeState(
-        revoked=code.get("revoked_at") is not None,
-        expires_at=code.get("expires_at"),
-        max_enrolments=code.get("max_enrolments"),
-        enrolments=code.get("enrolments", 0),
-    )
-    return CodeOut(
-        code=code["_id"],
-        display=domain.display_code(code["_id"]),
-        status=domain.code_status(state, now),  # type: ignore[arg-type]
-        created_at=code["created_at"],
-        expires_at=code.get("expires_at"),
-        max_enrolments=code.get("max_enrolments"),
-        enrolments=code.get("enrolments", 0),
-    )

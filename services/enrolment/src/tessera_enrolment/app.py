@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+from datetime import timedelta
+
 import httpx
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -14,11 +17,18 @@ from tessera_common.postgres import migration_dirs
 from tessera_common.service import serve, service_app, wire
 from tessera_common.settings import ServiceSettings
 from tessera_enrolment.api import Downstream, GuessThrottle, build_internal_router, build_router
+from tessera_enrolment.console_api import ConsoleConfig, api_key_network_gate, build_console_router
+from tessera_enrolment.console_domain import parse_console_key
+from tessera_enrolment.console_store import ConsoleStore
 from tessera_enrolment.handlers import CONSUMER, register_handlers
 from tessera_enrolment.kafka_credentials import build_kafka_credentials_router
 from tessera_enrolment.participant_api import document_forwarded_routes
 from tessera_enrolment.store import EnrolmentStore
-from tessera_enrolment.webapp import mount_participant_app
+from tessera_enrolment.webapp import mount_console, mount_participant_app
+
+
+#: The console key of development and tests (public, like the other placeholders).
+DEV_CONSOLE_KEY = base64.b64encode(b"tessera-development-console-key!").decode()
 
 
 class EnrolmentSettings(ServiceSettings):
@@ -36,6 +46,8 @@ class EnrolmentSettings(ServiceSettings):
     dialogue_url: str = "http://127.0.0.1:8002"
     #: The rights service, to which the gateway forwards participants' rights requests.
     rights_url: str = "http://127.0.0.1:8003"
+    #: The analytics service, whose figures the console shows through the gateway.
+    analytics_url: str = "http://127.0.0.1:8004"
     #: How long the gateway waits for a service behind it before answering 503.
     downstream_timeout_seconds: float = Field(default=10.0, gt=0)
     #: The principal that issues tenants' Kafka credentials (``tessera-provisioner``:
@@ -46,10 +58,23 @@ class EnrolmentSettings(ServiceSettings):
     #: service's own ``kafka_bootstrap_servers``).
     kafka_tenant_bootstrap_servers: str | None = None
 
+    #: Base64 of 32 bytes: seals console accounts' TOTP secrets (AES-GCM) and derives
+    #: their sessions' CSRF tokens. The default is public: refused in production.
+    console_key: SecretStr = SecretStr(DEV_CONSOLE_KEY)
+    #: A console session ends after this long unused, and after this long in any case.
+    console_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    console_absolute_hours: int = Field(default=12, ge=1, le=24 * 7)
+    #: The console's public origin (https://…): its host is the passkeys' relying party.
+    #: Unset: the origin each request came to, which only development should rely on.
+    console_origin: str | None = Field(default=None, pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+
     @model_validator(mode="after")
     def _signing_key_outside_development(self) -> EnrolmentSettings:
         if self.environment == "production" and self.gateway_signing_key is None:
             raise ValueError("TESSERA_GATEWAY_SIGNING_KEY must be set in production")
+        if self.environment == "production" and self.console_key.get_secret_value() == DEV_CONSOLE_KEY:
+            raise ValueError("TESSERA_CONSOLE_KEY must be set to a real key in production")
+        parse_console_key(self.console_key.get_secret_value())
         return self
 
 
@@ -67,10 +92,13 @@ def create_app(
                               timeout=settings.downstream_timeout_seconds),
             audience=f"tessera-{name}",
         )
-        for name, url in {"dialogue": settings.dialogue_url, "rights": settings.rights_url}.items()
+        for name, url in {"dialogue": settings.dialogue_url, "rights": settings.rights_url,
+                          "analytics": settings.analytics_url}.items()
     }
     wiring = wire(settings, migration_dirs("enrolment"), span_exporter)
     store = EnrolmentStore(wiring.database)
+    console_store = ConsoleStore(wiring.database)
+    network_gate = api_key_network_gate(console_store)
     register_handlers(wiring.consumer(CONSUMER), store)
     router = build_router(
         store,
@@ -78,14 +106,20 @@ def create_app(
         throttle=GuessThrottle(settings.enrol_failures_per_network, settings.enrol_failures_global),
         downstreams=downstreams,
         signing_key=settings.gateway_signing_key.get_secret_value() if settings.gateway_signing_key else None,
+        network_gate=network_gate,
     )
 
     provisioner = None
     if settings.kafka_provisioner_username and settings.kafka_provisioner_password:
         provisioner = KafkaAccessAdmin(settings.kafka_bootstrap_servers, KafkaCredentials(
             settings.kafka_provisioner_username, settings.kafka_provisioner_password))
+    console = ConsoleConfig(
+        key=parse_console_key(settings.console_key.get_secret_value()),
+        secure_cookies=settings.environment != "development",
+        idle=timedelta(minutes=settings.console_idle_minutes), absolute=timedelta(hours=settings.console_absolute_hours),
+        origin=settings.console_origin)
     credentials_router = build_kafka_credentials_router(
-        store, provisioner, settings.kafka_tenant_bootstrap_servers or settings.kafka_bootstrap_servers)
+        store, provisioner, settings.kafka_tenant_bootstrap_servers or settings.kafka_bootstrap_servers, network_gate)
 
     async def close_downstreams() -> None:
         for downstream in downstreams.values():
@@ -96,12 +130,15 @@ def create_app(
         title="Tessera enrolment gateway",
         description="Tenants, opp codes and device enrolment; the gateway for mobile clients, which forwards "
                     "their dialogue and rights routes (documented here as the services behind it define them).",
-        routers=[router, credentials_router, build_internal_router(store, settings.internal_token.get_secret_value()),
+        routers=[router, credentials_router, build_console_router(console_store, console, store, downstreams,
+                                      settings.gateway_signing_key.get_secret_value() if settings.gateway_signing_key else None),
+                 build_internal_router(store, settings.internal_token.get_secret_value()),
                  build_asyncapi_router()],
         on_stop=close_downstreams,
     )
     document_forwarded_routes(app, set(downstreams))
     mount_participant_app(app)  # the participant app at /app/: static files calling the routes above
+    mount_console(app)  # the tenant console at /console/: static files calling /console/api
     return app
 
 

@@ -18,7 +18,7 @@ Order of changes, so that a failure leaves nothing half done:
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Response, status
+from fastapi import APIRouter, Depends, Path, Request, Response, status
 from pydantic import BaseModel, Field, StringConstraints
 
 from tessera_common.http import (
@@ -97,13 +97,15 @@ def _out(row: dict) -> KafkaCredentialOut:
 
 
 def build_kafka_credentials_router(store: EnrolmentStore, admin: KafkaAccessAdmin | None,
-                                   tenant_bootstrap_servers: str) -> APIRouter:
+                                   tenant_bootstrap_servers: str, network_gate=None) -> APIRouter:
     """``admin``: the provisioner's admin client (None where the broker has no
     authentication, where every route answers 503 ``kafka_credentials_unavailable``)."""
     router = APIRouter(tags=["tenant"])
 
-    async def tenant_key(tenant_id: TenantIdPath, credentials: BearerCredentials) -> str:
+    async def tenant_key(tenant_id: TenantIdPath, credentials: BearerCredentials, request: Request) -> str:
         await authorise_tenant(require_bearer(credentials), tenant_id, store.api_key_hash)
+        if network_gate is not None:
+            await network_gate(tenant_id, request)
         return tenant_id
 
     AuthorisedTenant = Annotated[str, Depends(tenant_key)]

@@ -52,13 +52,23 @@ class EnrolmentStore:
 
     # --- tenants ---------------------------------------------------------
 
-    async def add_tenant(self, tenant: dict[str, Any], event: TenantRegistered) -> None:
+    async def add_tenant(self, tenant: dict[str, Any], event: TenantRegistered,
+                         owner_invitation: dict[str, Any] | None = None) -> None:
+        """The tenant, its event and, when given, the console invitation of its first
+        owner (console_store's table), in one transaction."""
         async with self.unit(tenant["_id"]) as uow:
             await uow.connection.execute(
                 "INSERT INTO tenants (tenant_id, name, region, api_key_sha256, created_at)"
                 " VALUES ($1, $2, $3, $4, $5)",
                 tenant["_id"], tenant["name"], tenant["region"], tenant["api_key_sha256"], tenant["created_at"],
             )
+            if owner_invitation is not None:
+                await uow.connection.execute(
+                    "INSERT INTO console_invitations (tenant_id, invitation_id, token_sha256, email, role,"
+                    " created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    owner_invitation["tenant_id"], owner_invitation["invitation_id"], owner_invitation["token_sha256"],
+                    owner_invitation["email"], owner_invitation["role"], owner_invitation["created_at"],
+                    owner_invitation["expires_at"])
             await uow.publish(event, Topics.TENANT_REGISTERED, None, aggregatetype="tenant")
 
     async def api_key_hash(self, tenant_id: str) -> str | None:
@@ -87,6 +97,13 @@ class EnrolmentStore:
                 tenant_id, limit, skip,
             )
         return [dict(row) for row in rows]
+
+    async def code(self, tenant_id: str, code: str) -> dict[str, Any] | None:
+        async with self.unit(tenant_id) as uow:
+            row = await uow.connection.fetchrow(
+                "SELECT code AS _id, tenant_id, created_at, expires_at, max_enrolments, enrolments, revoked_at"
+                " FROM codes WHERE tenant_id = $1 AND code = $2", tenant_id, code)
+        return dict(row) if row else None
 
     async def revoke_code(self, tenant_id: str, code: str, now: datetime) -> bool:
         async with self.unit(tenant_id) as uow:

@@ -60,3 +60,13 @@ class ParticipantAppFiles(StaticFiles):
 def mount_participant_app(app: FastAPI) -> None:
     """The service worker is ``/app/sw.js``: its default scope is ``/app/``, the app."""
     app.mount("/app", ParticipantAppFiles(directory=APP_FILES, html=True), name="participant_app")
+
+
+CONSOLE_FILES = Path(__file__).parent / "console_app"
+
+
+def mount_console(app: FastAPI) -> None:
+    """The tenant console's pages at ``/console/``; its API (``/console/api``) is routed
+    before this mount, so the files never shadow it. The same policy headers: the page
+    runs with a session cookie it cannot read (HttpOnly) and a CSRF token it can."""
+    app.mount("/console", ParticipantAppFiles(directory=CONSOLE_FILES, html=True), name="console")

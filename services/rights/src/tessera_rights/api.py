@@ -29,6 +29,7 @@ from tessera_common.http import (
     whole_number,
     TenantIdPath,
     authorise_tenant,
+    tenant_caller,
     errors,
     internal_caller,
     problem,
@@ -433,9 +434,8 @@ def build_requests_router(desk: Desk, gateway_public_key: str | None, receipt_pu
         "tessera_rights_requests", unit="1", description="rights requests received, by kind and actor")
     CurrentParticipant = Annotated[Participant, Depends(participant_dependency(gateway_public_key, AUDIENCE))]
 
-    async def tenant_key(tenant_id: TenantIdPath, credentials: BearerCredentials) -> str:
-        await authorise_tenant(require_bearer(credentials), tenant_id, store.api_key_hash)
-        return tenant_id
+    # The tenant's API key, or a console owner's or privacy officer's assertion.
+    tenant_key = tenant_caller(store.api_key_hash, gateway_public_key, AUDIENCE, ("owner", "privacy_officer"))
 
     AuthorisedTenant = Annotated[str, Depends(tenant_key)]
 
