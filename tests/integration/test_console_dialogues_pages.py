@@ -79,6 +79,23 @@ async def test_an_editor_writes_publishes_and_follows_a_dialogue(platform, base,
 
         await expect(page.get_by_role("heading", level=1)).to_have_text("Our parks")
         await expect(page.get_by_text("Status: draft")).to_be_visible()
+        # A draft is edited in the same form, its questions kept (by their IDs).
+        draft_path = f"/v1/tenants/{tenant['tenant_id']}/dialogues/{page.url.split('#dialogue=', 1)[1]}"
+
+        async def question_ids() -> list[str]:
+            found = await platform.dialogue.get(draft_path, headers=bearer(tenant["api_key"]))
+            return [q["question_id"] for q in found.json()["questions"]]
+
+        before = await question_ids()
+        await page.get_by_role("button", name="Edit").click()
+        await expect(page.get_by_label("Title")).to_have_value("Our parks")
+        await expect(page.locator("#q3-maxlabel")).to_have_value("very")
+        await expect(page.locator("#q2-choices")).to_have_value("Benches\nTrees\nLights")
+        await page.get_by_label("Title").fill("Our parks and squares")
+        await page.locator("#q4-prompt").fill("Why do you say so?")
+        await page.get_by_role("button", name="Save", exact=True).click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Our parks and squares")
+        assert await question_ids() == before
         preview = page.get_by_role("region", name="Preview: what a participant sees")
         await expect(preview.get_by_role("radiogroup", name="Which park needs work first?").get_by_role("radio")
                      ).to_have_count(2)
@@ -86,7 +103,7 @@ async def test_an_editor_writes_publishes_and_follows_a_dialogue(platform, base,
         await expect(preview.get_by_role("radiogroup", name="How safe do you feel there?").get_by_role("radio")
                      ).to_have_count(5)
         await expect(preview.get_by_text("1 (not at all)")).to_be_visible()
-        await expect(preview.get_by_role("textbox", name="Why?")).to_be_visible()
+        await expect(preview.get_by_role("textbox", name="Why do you say so?")).to_be_visible()
         await accessible(page)
         await page.get_by_role("button", name="Publish").click()
         await expect(page.get_by_text("Status: published")).to_be_visible()
@@ -114,8 +131,8 @@ async def test_an_editor_writes_publishes_and_follows_a_dialogue(platform, base,
 
         await page.reload()
         await expect(page.locator("tbody tr")).to_have_count(12)
-        await expect(page.get_by_role("row", name="Why? More shade nothing found")).to_be_visible()
-        flagged = page.get_by_role("row", name="Why? Call me on 06 12345678")
+        await expect(page.get_by_role("row", name="Why do you say so? More shade nothing found")).to_be_visible()
+        flagged = page.get_by_role("row", name="Why do you say so? Call me on 06 12345678")
         await expect(flagged).to_be_visible()
         await expect(flagged.locator("td").nth(2)).not_to_have_text("nothing found")  # the screening's finding
 

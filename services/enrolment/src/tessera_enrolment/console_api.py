@@ -841,7 +841,7 @@ def build_console_router(store: ConsoleStore, config: ConsoleConfig, enrolment: 
         owners and editors; analytics: also analysts; rights: owners and privacy officers)."""
         return await through(service, rest, request, session)
 
-    @router.api_route("/{service}/{rest:path}", methods=["POST", "PUT", "DELETE"],
+    @router.api_route("/{service}/{rest:path}", methods=["POST", "PUT", "PATCH", "DELETE"],
                       responses=errors(401, 403, 404, 503), summary="A change through a service's tenant route")
     async def change_through(service: ServiceName, rest: str, request: Request, session: Changing) -> Response:
         """As the GET, for changes: with the CSRF token; rights requests, retention and the

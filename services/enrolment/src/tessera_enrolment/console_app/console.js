@@ -357,7 +357,7 @@ async function codes() {
 
 const KINDS = ["single_choice", "multiple_choice", "scale", "open_text", "idea"];
 
-function questionEditor(n, onremove) {
+function questionEditor(n, onremove, question = null) {
   const id = (name) => `q${n}-${name}`;
   const box = el("fieldset", { class: "question", "data-question": n },
     el("legend", { text: t("dialogue.question", { n }) }),
@@ -373,6 +373,18 @@ function questionEditor(n, onremove) {
       field(id("maxlabel"), "dialogue.scale.maxLabel", { maxlength: 200 })),
     el("button", { type: "button", class: "secondary", text: t("dialogue.remove", { n }), onclick: () => onremove(box) }));
   const kind = box.querySelector("select");
+  if (question) {  // editing: the question as it is, keeping its ID
+    box.dataset.questionId = question.question_id;
+    kind.value = question.kind;
+    box.querySelector(`#${id("prompt")}`).value = question.prompt;
+    box.querySelector(`#${id("choices")}`).value = (question.choices || []).map((c) => c.label).join("\n");
+    if (question.scale) {
+      box.querySelector(`#${id("min")}`).value = question.scale.min;
+      box.querySelector(`#${id("max")}`).value = question.scale.max;
+      box.querySelector(`#${id("minlabel")}`).value = question.scale.labels?.[String(question.scale.min)] || "";
+      box.querySelector(`#${id("maxlabel")}`).value = question.scale.labels?.[String(question.scale.max)] || "";
+    }
+  }
   const sync = () => {
     box.querySelector("[data-for=choices]").hidden = !["single_choice", "multiple_choice"].includes(kind.value);
     box.querySelector("[data-for=scale]").hidden = kind.value !== "scale";
@@ -385,6 +397,7 @@ function questionEditor(n, onremove) {
 function readQuestion(box) {
   const value = (name) => box.querySelector(`[name=q${box.dataset.question}-${name}]`).value.trim();
   const question = { kind: value("kind"), prompt: value("prompt") };
+  if (box.dataset.questionId) question.question_id = box.dataset.questionId;
   if (question.kind.endsWith("_choice")) {
     question.choices = value("choices").split("\n").map((l) => l.trim()).filter(Boolean)
       .map((label, i) => ({ key: `c${i + 1}`, label }));
@@ -399,24 +412,31 @@ function readQuestion(box) {
   return question;
 }
 
-function newDialogue() {
+function localTime(value) {
+  // An ISO instant as the value of a datetime-local field, in the person's own zone.
+  const d = new Date(value);
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+}
+
+function newDialogue(existing = null) {
   const list = el("div", { id: "questions" });
   let count = 0;
-  const add = () => {
+  const add = (question = null) => {
     count += 1;
-    const box = questionEditor(count, (b) => b.remove());
+    const box = questionEditor(count, (b) => b.remove(), question);
     list.append(box);
-    box.querySelector("select").focus();
+    if (!question) box.querySelector("select").focus();
   };
-  show(t("dialogues.new"), form(async (data) => {
+  show(existing ? existing.title : t("dialogues.new"), form(async (data) => {
     const body = { title: data.get("title"), intro: data.get("intro") || "",
                    questions: [...list.querySelectorAll("fieldset")].map(readQuestion) };
     for (const [name, key] of [["opens", "opens_at"], ["closes", "closes_at"]]) {
       if (data.get(name)) body[key] = new Date(data.get(name)).toISOString();
     }
-    const made = await api("POST", "/dialogue/dialogues", body);
+    const saved = existing ? await api("PATCH", `/dialogue/dialogues/${existing.dialogue_id}`, body)
+      : await api("POST", "/dialogue/dialogues", body);
     say(t("dialogue.saved"));
-    go(`dialogue=${made.dialogue_id}`);
+    go(`dialogue=${saved.dialogue_id}`);
   },
   field("title", "dialogues.name", { required: true, maxlength: 200 }),
   el("div", { class: "field" }, el("label", { for: "intro", text: t("dialogue.intro") }),
@@ -424,9 +444,17 @@ function newDialogue() {
   field("opens", "dialogue.opens", { type: "datetime-local" }),
   field("closes", "dialogue.closes", { type: "datetime-local" }),
   list,
-  el("button", { type: "button", class: "secondary", text: t("dialogue.add"), onclick: add }),
-  el("button", { type: "submit", text: t("dialogue.save") })));
-  add();
+  el("button", { type: "button", class: "secondary", text: t("dialogue.add"), onclick: () => add() }),
+  el("button", { type: "submit", text: existing ? t("settings.save") : t("dialogue.save") })));
+  if (existing) {
+    document.getElementById("title").value = existing.title;
+    document.getElementById("intro").value = existing.intro || "";
+    if (existing.opens_at) document.getElementById("opens").value = localTime(existing.opens_at);
+    if (existing.closes_at) document.getElementById("closes").value = localTime(existing.closes_at);
+    existing.questions.forEach((q) => add(q));
+  } else {
+    add();
+  }
   document.getElementById("title").focus();
 }
 
@@ -437,7 +465,7 @@ async function dialogues() {
     el("td", { text: t(`dstatus.${d.status}`) }),
     el("td", { text: String(d.questions.length) })));
   show(t("dialogues.title"),
-    el("button", { type: "button", text: t("dialogues.new"), onclick: newDialogue }),
+    el("button", { type: "button", text: t("dialogues.new"), onclick: () => newDialogue() }),
     rows.length ? table([t("dialogues.name"), t("dialogues.status"), t("dialogues.questions")], rows)
       : el("p", { text: t("dialogues.none") }));
 }
@@ -475,6 +503,8 @@ async function dialogueDetail(dialogueId) {
     el("td", { text: (a.screening?.findings || []).map((f) => f.kind).join(", ") || t("dialogue.clean") })));
   show(d.title,
     el("p", { text: `${t("dialogues.status")}: ${t(`dstatus.${d.status}`)}` }),
+    d.has_answers ? "" : el("button", { type: "button", class: "secondary", text: t("dialogue.edit"),
+                                        onclick: () => newDialogue(d) }),
     moves.map((move) => el("button", { type: "button", text: t(`dialogue.${move}`), onclick: async () => {
       const moved = await api("POST", `/dialogue/dialogues/${dialogueId}/${move}`);
       say(t("dialogue.moved", { status: t(`dstatus.${moved.status}`) }));
