@@ -833,20 +833,31 @@ def build_console_router(store: ConsoleStore, config: ConsoleConfig, enrolment: 
         passed = {k: upstream.headers[k] for k in _PASSED_BACK if k in upstream.headers}
         return Response(upstream.content, status_code=upstream.status_code, headers=passed)
 
-    ServiceName = Annotated[str, Path(pattern=r"^(dialogue|analytics|rights)$")]
+    # One literal prefix per service, so that no other console route can be taken for a
+    # service's name (a path parameter would match any first segment).
+    def reader(service: str):
+        async def read_through(rest: str, request: Request, session: Current) -> Response:
+            return await through(service, rest, request, session)
 
-    @router.get("/{service}/{rest:path}", responses=errors(401, 403, 404, 503), summary="A service's tenant route")
-    async def read_through(service: ServiceName, rest: str, request: Request, session: Current) -> Response:
-        """``GET /v1/tenants/<the session's tenant>/<rest>`` of ``service`` (dialogue:
-        owners and editors; analytics: also analysts; rights: owners and privacy officers)."""
-        return await through(service, rest, request, session)
+        return read_through
 
-    @router.api_route("/{service}/{rest:path}", methods=["POST", "PUT", "PATCH", "DELETE"],
-                      responses=errors(401, 403, 404, 503), summary="A change through a service's tenant route")
-    async def change_through(service: ServiceName, rest: str, request: Request, session: Changing) -> Response:
-        """As the GET, for changes: with the CSRF token; rights requests, retention and the
-        tenant's settings also need a fresh second factor. Each is in the activity log."""
-        return await through(service, rest, request, session)
+    def changer(service: str):
+        async def change_through(rest: str, request: Request, session: Changing) -> Response:
+            return await through(service, rest, request, session)
+
+        return change_through
+
+    for service, roles in CONSOLE_SERVICES.items():
+        router.add_api_route(
+            f"/{service}/{{rest:path}}", reader(service), methods=["GET"], responses=errors(401, 403, 404, 503),
+            summary=f"GET of {service}'s tenant route /v1/tenants/<the session's tenant>/<rest>",
+            description=f"For {', '.join(roles)}.")
+        router.add_api_route(
+            f"/{service}/{{rest:path}}", changer(service), methods=["POST", "PUT", "PATCH", "DELETE"],
+            responses=errors(401, 403, 404, 503),
+            summary=f"A change through {service}'s tenant route (CSRF; audited)",
+            description=f"For {', '.join(roles)}. Rights requests, retention and the tenant's settings also need "
+                        "a fresh second factor.")
 
     # --- the activity log (owners) -------------------------------------------------------
 
