@@ -160,6 +160,23 @@ def test_one_erasure_is_followed_in_jaeger_across_all_four_services_with_nothing
     assert wanted <= set(shown), shown  # the waterfall names all four services
 
 
+def test_the_console_is_printed_and_served_with_an_owner_invitation(launcher):
+    """What the README's first steps promise: the printed console, and a tenant made with
+    owner_email whose invitation the console opens (the run's keys and Kafka principals
+    being make run's own)."""
+    gateway = f"http://127.0.0.1:{launcher.ports['enrolment']}"
+    assert any(f"console    {gateway}/console/" in line for line in launcher.lines)
+    http = httpx.Client(timeout=30)
+    page = http.get(f"{gateway}/console/")
+    assert page.status_code == 200 and "console.js" in page.text
+    made = http.post(f"{gateway}/v1/tenants", headers={"Authorization": f"Bearer {OPERATOR_KEY}"},
+                     json={"name": "Console", "region": "eu-west", "owner_email": "owner@console.example"}).json()
+    assert made["owner_invitation_url"].startswith(f"{gateway}/console/#invitation=tci_")
+    token = made["owner_invitation_url"].split("#invitation=", 1)[1]
+    invitation = http.post(f"{gateway}/console/api/invitation", json={"token": token})
+    assert invitation.json()["email"] == "owner@console.example"
+
+
 def test_make_run_restarts_a_service_that_dies_and_stops_everything_on_ctrl_c(launcher):
     try:
         pids = {name: launcher.pid(name) for name in ("kafka", "postgresql", "jaeger", *SERVICES)}
@@ -186,3 +203,4 @@ def test_make_run_restarts_a_service_that_dies_and_stops_everything_on_ctrl_c(la
     while any(alive(pid) for pid in (*pids.values(), restarted)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(alive(pid) for pid in (*pids.values(), restarted))
+

@@ -260,6 +260,9 @@ def run(settings: StackSettings) -> int:
         for service in SERVICES:
             port = getattr(settings, f"{service}_port")
             print(f"  {service:<10} http://127.0.0.1:{port}   (API docs: /docs)")
+        print(f"  console    http://127.0.0.1:{settings.enrolment_port}/console/   (the organisation's control panel;"
+              " a tenant made with \"owner_email\" comes with its first owner's invitation link)")
+        print(f"  app        http://127.0.0.1:{settings.enrolment_port}/app/   (the participants' app)")
         print(f"  kafka      127.0.0.1:{settings.kafka_port}   (SASL/SCRAM-SHA-512 and ACLs; administrator "
               f"'admin', password in {kafka_config.data_dir / 'admin.secret'})")
         print(f"  traces     {jaeger_config.url}   (the trace view, over Jaeger's query API /api/traces; "
