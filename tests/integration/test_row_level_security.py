@@ -23,10 +23,11 @@ pytestmark = pytest.mark.connected
 
 async def _tenant(store: EnrolmentStore, now: datetime) -> str:
     tenant_id = f"t_rls{uuid4().hex[:10]}"
+    key_sha256 = uuid4().hex * 2  # each tenant's key is its own
     await store.add_tenant(
-        {"_id": tenant_id, "name": "RLS", "region": "eu-west", "api_key_sha256": "0" * 64, "created_at": now},
+        {"_id": tenant_id, "name": "RLS", "region": "eu-west", "api_key_sha256": key_sha256, "created_at": now},
         TenantRegistered(source="tessera/enrolment", subject=tenant_id, tenant_id=tenant_id,
-                         data=TenantRegisteredData(region="eu-west", api_key_sha256="0" * 64)),
+                         data=TenantRegisteredData(region="eu-west", api_key_sha256=key_sha256)),
     )
     await store.add_code({"_id": f"RLS{uuid4().hex[:7].upper()}", "tenant_id": tenant_id, "created_at": now})
     return tenant_id

@@ -54,7 +54,14 @@ _INFRASTRUCTURE = tuple(
     for table in (Table(service, "outbox", ("outbox",)), Table(service, "inbox", ("inbox",)))
 )
 
-DATA_MAP: tuple[Table, ...] = _INFRASTRUCTURE + (
+#: Behind the gateway: its copy of each tenant's key hashes, scopes and allow-list, and
+#: when each key last opened the service's routes (tessera_common.tenant_access).
+_TENANT_ACCESS = tuple(
+    table for service in ("dialogue", "rights", "analytics")
+    for table in (Table(service, "tenant_access", ("tenant_account",)), Table(service, "api_key_use", ("tenant_account",)))
+)
+
+DATA_MAP: tuple[Table, ...] = _INFRASTRUCTURE + _TENANT_ACCESS + (
     Table("enrolment", "tenants", ("tenant_account",)),
     Table("enrolment", "codes", ("opp_codes",)),
     # Which Kafka users the tenant's systems were issued (never a password).
@@ -68,6 +75,8 @@ DATA_MAP: tuple[Table, ...] = _INFRASTRUCTURE + (
     Table("enrolment", "console_activity", ("tenant_account",)),
     Table("enrolment", "console_allow_list", ("tenant_account",)),
     Table("enrolment", "console_passkeys", ("tenant_account",)),
+    # The tenant's API keys: names, scopes, hashes, last use (the keys themselves never).
+    Table("enrolment", "api_keys", ("tenant_account",)),
     Table("enrolment", "devices", ("device_facts",), erasure_store="enrolment.devices"),
     Table("dialogue", "tenants", ("tenant_account",)),
     Table("dialogue", "dialogues", ("dialogue_content",)),

@@ -12,7 +12,9 @@ middleware.
 
 Personal data rules (DESIGN.md §1, §4.3): no event carries a device token, an API key,
 an IP address, or free text in plaintext. Free text travels only as AES-GCM ciphertext
-under the participant's data key (:class:`EncryptedText`).
+under the participant's data key (:class:`EncryptedText`). An API key travels only as
+its SHA-256; the one set of addresses an event carries is a tenant's own IP allow-list
+(``tenant-access-changed``): ranges its owners configured, never an address observed.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ FormFactor = Literal["phone", "tablet"]
 ErasureReason = Literal["participant", "tenant", "retention"]
 QuestionKind = Literal["open_text", "idea", "single_choice", "multiple_choice", "scale"]
 PiiPolicy = Literal["warn", "redact", "reject"]
+#: What a tenant API key may open: ``dialogues`` (the dialogue service's tenant routes:
+#: dialogues, answers, settings), ``figures`` (analytics), ``rights`` (rights requests,
+#: retention, the audit chain), ``codes`` (Opp codes on the gateway), ``streams`` (Kafka
+#: credentials and the data keys that open the tenant topic's sealed text).
+ApiKeyScope = Literal["dialogues", "figures", "rights", "codes", "streams"]
 
 
 class Topics:
@@ -39,6 +46,7 @@ class Topics:
     TENANT_REGISTERED: ClassVar[str] = "tessera.tenant-registered.v1"
     DEVICE_ENROLLED: ClassVar[str] = "tessera.device-enrolled.v1"
     TENANT_SETTINGS_CHANGED: ClassVar[str] = "tessera.tenant-settings-changed.v1"
+    TENANT_ACCESS_CHANGED: ClassVar[str] = "tessera.tenant-access-changed.v1"
     ANSWER_SUBMITTED: ClassVar[str] = "tessera.answer-submitted.v1"
     ANSWER_CHANGED: ClassVar[str] = "tessera.answer-changed.v1"
     DIALOGUE_CHANGED: ClassVar[str] = "tessera.dialogue-changed.v1"
@@ -54,6 +62,7 @@ class Topics:
         return [
             cls.TENANT_REGISTERED,
             cls.TENANT_SETTINGS_CHANGED,
+            cls.TENANT_ACCESS_CHANGED,
             cls.DEVICE_ENROLLED,
             cls.ANSWER_SUBMITTED,
             cls.ANSWER_CHANGED,
@@ -120,6 +129,36 @@ class TenantRegisteredData(BaseModel):
 class TenantRegistered(EventEnvelope):
     type: Literal["io.tessera.tenant.registered.v1"] = "io.tessera.tenant.registered.v1"
     data: TenantRegisteredData
+
+
+class ApiKeyGrant(BaseModel):
+    """One active API key of a tenant: its hash (never the key) and what it may open."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_id: OpaqueId
+    key_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    scopes: list[ApiKeyScope] = Field(min_length=1, max_length=5)
+
+
+class TenantAccessChangedData(BaseModel):
+    """Who may use the tenant's API routes, whole, as the gateway (which owns it) now
+    holds it: the active API keys and the IP allow-list (CIDR networks; empty: any
+    address). A revoked key is simply absent.
+
+    ``revision`` grows with every change, so a service keeps the highest it has seen:
+    a late or redelivered event never brings a revoked key back."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    revision: int = Field(ge=1)
+    api_keys: list[ApiKeyGrant] = Field(max_length=100)
+    networks: list[Annotated[str, StringConstraints(max_length=43)]] = Field(max_length=100)
+
+
+class TenantAccessChanged(EventEnvelope):
+    type: Literal["io.tessera.tenant.access-changed.v1"] = "io.tessera.tenant.access-changed.v1"
+    data: TenantAccessChangedData
 
 
 class TenantSettingsChangedData(BaseModel):

@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -37,6 +37,9 @@ from tessera_common.identity import (
 )
 from tessera_common.postgres import TRANSIENT_ERRORS as STORE_UNAVAILABLE
 from tessera_common.secrets import constant_time_equals, secret_hash, split_secret_selector
+
+if TYPE_CHECKING:
+    from tessera_common.tenant_access import AccessSource
 
 TENANT_API_KEY_PREFIX = "tak"
 
@@ -509,53 +512,98 @@ def check_operator_key(presented: str, expected: str) -> None:
         raise problem(401, "invalid_operator_key", "the operator key is not valid", UNAUTHORISED_HEADERS)
 
 
-async def authorise_tenant(
+async def authorise_api_key(
     presented_key: str,
     tenant_id: str,
-    key_hash_of: Callable[[str], Awaitable[str | None]],
-) -> None:
-    """A tenant API key opens its own tenant's routes and nothing else.
+    source: AccessSource,
+    scope: str,
+    request: Request,
+) -> str:
+    """A tenant API key opens its own tenant's routes, in its scopes, from the tenant's
+    networks, and nothing else (:mod:`tessera_common.tenant_access`). Returns its key ID.
 
-    The key names its tenant (``tak_<tenant_id>.<secret>``); the stored hash of that
-    tenant's key must match. An unknown or forged key is 401; a valid key on another
-    tenant's path is 403 whether or not that tenant exists, so the answer reveals no
-    other tenant."""
+    The key names its tenant (``tak_<tenant_id>.<secret>``); its SHA-256 must be one of
+    that tenant's active keys. An unknown, revoked or forged key is 401; a valid key on
+    another tenant's path is 403 ``wrong_tenant`` whether or not that tenant exists, so
+    the answer reveals no other tenant; a key without the route's scope is 403
+    ``scope_not_granted``; from outside the tenant's allow-list 403
+    ``network_not_allowed`` (audited by ``source``). The hash is looked up, not compared
+    in constant time: the key is 256 random bits, so timing reveals nothing of use."""
     owner = split_secret_selector(TENANT_API_KEY_PREFIX, presented_key)
-    stored = await key_hash_of(owner) if owner else None
-    if owner is None or stored is None or not constant_time_equals(stored, secret_hash(presented_key)):
+    access = await source.access(owner) if owner else None
+    grant = access.keys.get(secret_hash(presented_key)) if access is not None else None
+    if owner is None or access is None or grant is None:
         raise problem(401, "invalid_api_key", "the tenant API key is not valid", UNAUTHORISED_HEADERS)
     if not constant_time_equals(owner, tenant_id):
         raise problem(403, "wrong_tenant", "this API key does not belong to the tenant in the path")
+    if scope not in grant.scopes:
+        raise problem(403, "scope_not_granted", f"this API key is not granted the scope {scope!r}")
+    address = request.client.host if request.client else None
+    if not access.allows_address(address):
+        await source.refused(owner, grant.key_id, address, request.url.path)
+        raise problem(403, "network_not_allowed", "this tenant does not allow its API keys from this network")
+    await source.key_used(owner, grant.key_id)
+    return grant.key_id
 
 
-def tenant_caller(key_hash_of: Callable[[str], Awaitable[str | None]], gateway_public_key: str | None,
-                  audience: str, roles: Collection[str]):
+def api_key_caller(source: AccessSource, scope: str):
+    """A FastAPI dependency for tenant routes that only the tenant's API keys open
+    (:func:`authorise_api_key`)."""
+    async def check(tenant_id: TenantIdPath, credentials: BearerCredentials, request: Request) -> str:
+        await authorise_api_key(require_bearer(credentials), tenant_id, source, scope, request)
+        return tenant_id
+
+    return check
+
+
+def _staff(gateway_public_key: str | None, assertion: str, audience: str, tenant_id: str,
+           roles: Collection[str]) -> None:
+    if gateway_public_key is None:
+        raise problem(401, "invalid_assertion", "this service accepts no console assertions")
+    try:
+        caller = verify_staff_assertion(gateway_public_key, assertion, audience)
+    except InvalidAssertion:
+        raise problem(401, "invalid_assertion", "the console assertion is not valid") from None
+    if not constant_time_equals(caller.tenant_id, tenant_id):
+        raise problem(403, "wrong_tenant", "this account does not belong to the tenant in the path")
+    if caller.role not in roles:
+        raise problem(403, "role_not_allowed", f"this needs the role {' or '.join(sorted(roles))}")
+
+
+StaffHeader = Annotated[str | None, Header(alias=STAFF_ASSERTION_HEADER, include_in_schema=False)]
+
+
+def tenant_caller(source: AccessSource, gateway_public_key: str | None, audience: str,
+                  roles: Collection[str], scope: str):
     """A FastAPI dependency for a service's tenant routes: the tenant in the path, let in
     by either of two doors.
 
-    - The tenant's API key (``Authorization: Bearer tak_…``), as before: its own tenant
-      only (:func:`authorise_tenant`).
+    - One of the tenant's API keys (``Authorization: Bearer tak_…``) with ``scope``, from
+      the tenant's networks (:func:`authorise_api_key`).
     - A console account, through the gateway: its signed staff assertion
       (``X-Tessera-Staff-Assertion``, :mod:`tessera_common.identity`) for this service,
       naming this tenant (else 403 ``wrong_tenant``) and one of ``roles`` (else 403
-      ``role_not_allowed``). The gateway checked the session and the role first; this is
-      the second check, so a service trusts no cookie and no header it cannot verify."""
-    async def check(tenant_id: TenantIdPath, credentials: BearerCredentials,
-                    staff: Annotated[str | None, Header(alias=STAFF_ASSERTION_HEADER, include_in_schema=False)] = None,
-                    ) -> str:
+      ``role_not_allowed``). The gateway checked the session, the role and the network
+      first; this is the second check, so a service trusts no cookie and no header it
+      cannot verify."""
+    async def check(tenant_id: TenantIdPath, credentials: BearerCredentials, request: Request,
+                    staff: StaffHeader = None) -> str:
         if staff is None:
-            await authorise_tenant(require_bearer(credentials), tenant_id, key_hash_of)
-            return tenant_id
-        if gateway_public_key is None:
-            raise problem(401, "invalid_assertion", "this service accepts no console assertions")
-        try:
-            caller = verify_staff_assertion(gateway_public_key, staff, audience)
-        except InvalidAssertion:
-            raise problem(401, "invalid_assertion", "the console assertion is not valid") from None
-        if not constant_time_equals(caller.tenant_id, tenant_id):
-            raise problem(403, "wrong_tenant", "this account does not belong to the tenant in the path")
-        if caller.role not in roles:
-            raise problem(403, "role_not_allowed", f"this needs the role {' or '.join(sorted(roles))}")
+            await authorise_api_key(require_bearer(credentials), tenant_id, source, scope, request)
+        else:
+            _staff(gateway_public_key, staff, audience, tenant_id, roles)
+        return tenant_id
+
+    return check
+
+
+def staff_caller(gateway_public_key: str | None, audience: str, roles: Collection[str]):
+    """A FastAPI dependency for routes only the console reaches (through the gateway, with
+    a staff assertion of one of ``roles``); an API key is 401 here."""
+    async def check(tenant_id: TenantIdPath, staff: StaffHeader = None) -> str:
+        if staff is None:
+            raise problem(401, "missing_assertion", "only the console reaches this route")
+        _staff(gateway_public_key, staff, audience, tenant_id, roles)
         return tenant_id
 
     return check

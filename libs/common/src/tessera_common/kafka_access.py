@@ -103,24 +103,27 @@ _EVERY_CONSUMER = (Topics.DEAD_LETTER,)
 
 SERVICE_ACCESS: dict[str, ServiceAccess] = {
     "enrolment": ServiceAccess(
-        produces=(Topics.TENANT_REGISTERED, Topics.DEVICE_ENROLLED, Topics.STORE_ERASURE_COMPLETED, *_EVERY_CONSUMER),
+        produces=(Topics.TENANT_REGISTERED, Topics.TENANT_ACCESS_CHANGED, Topics.DEVICE_ENROLLED,
+                  Topics.STORE_ERASURE_COMPLETED, *_EVERY_CONSUMER),
         consumes=(Topics.ERASURE_REQUESTED,),
     ),
     "dialogue": ServiceAccess(
         produces=(Topics.TENANT_SETTINGS_CHANGED, Topics.DIALOGUE_CHANGED, Topics.ANSWER_SUBMITTED,
                   Topics.ANSWER_CHANGED, Topics.STORE_ERASURE_COMPLETED, *_EVERY_CONSUMER),
-        consumes=(Topics.TENANT_REGISTERED, Topics.ERASURE_REQUESTED),
+        consumes=(Topics.TENANT_REGISTERED, Topics.TENANT_ACCESS_CHANGED, Topics.ERASURE_REQUESTED),
         reads_without_group=(Topics.DATA_KEY_DESTROYED,),
         writes_tenant_topics=True,
     ),
     "rights": ServiceAccess(
         produces=(Topics.ERASURE_REQUESTED, Topics.OBJECTION_RECORDED, Topics.DATA_KEY_DESTROYED, *_EVERY_CONSUMER),
-        consumes=(Topics.TENANT_REGISTERED, Topics.STORE_ERASURE_COMPLETED, Topics.OBJECTION_APPLIED),
+        consumes=(Topics.TENANT_REGISTERED, Topics.TENANT_ACCESS_CHANGED, Topics.STORE_ERASURE_COMPLETED,
+                  Topics.OBJECTION_APPLIED),
         writes_tenant_topics=True,
     ),
     "analytics": ServiceAccess(
         produces=(Topics.STORE_ERASURE_COMPLETED, Topics.OBJECTION_APPLIED, *_EVERY_CONSUMER),
-        consumes=(Topics.TENANT_REGISTERED, Topics.TENANT_SETTINGS_CHANGED, Topics.DEVICE_ENROLLED,
+        consumes=(Topics.TENANT_REGISTERED, Topics.TENANT_ACCESS_CHANGED, Topics.TENANT_SETTINGS_CHANGED,
+                  Topics.DEVICE_ENROLLED,
                   Topics.ANSWER_SUBMITTED, Topics.ANSWER_CHANGED, Topics.DIALOGUE_CHANGED,
                   Topics.ERASURE_REQUESTED, Topics.OBJECTION_RECORDED),
     ),

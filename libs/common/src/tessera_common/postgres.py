@@ -48,6 +48,9 @@ log = get_logger(__name__)
 
 #: Migrations every service's database has: the outbox and the consumers' inbox.
 COMMON_MIGRATIONS = Path(__file__).parent / "migrations"
+#: The tenant-access tables of the services that check tenant API keys from the
+#: gateway's ``tenant-access-changed`` (not the gateway, which owns the keys).
+TENANT_ACCESS_MIGRATIONS = Path(__file__).parent / "migrations_tenant_access"
 
 #: Errors that mean "the store is not reachable or is busy now", not "the request is
 #: wrong": consumers wait and retry, routes answer 503 with Retry-After.
@@ -306,8 +309,10 @@ def migrate_main() -> None:
 
 def migration_dirs(service: str) -> list[Path]:
     """The common migrations, then the service's own (``services/<name>/migrations``,
-    shipped inside its package as ``tessera_<name>/migrations``)."""
+    shipped inside its package as ``tessera_<name>/migrations``); behind the gateway also
+    the tenant-access tables."""
     import importlib
 
     package = importlib.import_module(f"tessera_{service}")
-    return [COMMON_MIGRATIONS, Path(package.__file__).parent / "migrations"]
+    shared = [COMMON_MIGRATIONS] if service == "enrolment" else [COMMON_MIGRATIONS, TENANT_ACCESS_MIGRATIONS]
+    return [*shared, Path(package.__file__).parent / "migrations"]

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
 from tessera_common.events import FormFactor, Platform
+from tessera_common.tenant_access import key_use_router
 from tessera_common.http import (
     TenantIdPath,
     tenant_caller,
@@ -158,7 +159,9 @@ def build_router(store: AnalyticsStore, gateway_public_key: str | None = None) -
     router = APIRouter(tags=["tenant"])
 
     # The tenant's API key, or a console account's assertion (figures: not privacy officers).
-    tenant_key = tenant_caller(store.api_key_hash, gateway_public_key, AUDIENCE, ("owner", "editor", "analyst"))
+    tenant_key = tenant_caller(store.access, gateway_public_key, AUDIENCE, ("owner", "editor", "analyst"),
+                               scope="figures")
+    router.include_router(key_use_router(store.access, gateway_public_key, AUDIENCE))
 
     @router.get("/v1/tenants/{tenant_id}/stats/devices", responses=errors(404))
     async def device_stats(tenant_id: Annotated[str, Depends(tenant_key)]) -> DeviceStatsOut:

@@ -15,12 +15,13 @@ from tessera_common.events import (
     DialogueChanged,
     ErasureRequested,
     ObjectionRecorded,
+    TenantAccessChanged,
     TenantRegistered,
     TenantSettingsChanged,
     Topics,
 )
 from tessera_common.secrets import erased_marker
-from tessera_analytics.store import STORE_NAME, AnalyticsStore, AnswerState
+from tessera_analytics.store import CONSUMER, STORE_NAME, AnalyticsStore, AnswerState
 SOURCE = "tessera/analytics"
 
 
@@ -30,6 +31,10 @@ def register_handlers(consumer: Consumer, store: AnalyticsStore, marker_key: str
 
     async def on_tenant_registered(event: TenantRegistered) -> None:
         await store.upsert_tenant(event.tenant_id, event.data.api_key_sha256, event.data.min_group_size)
+
+    async def on_tenant_access_changed(event: TenantAccessChanged) -> None:
+        """The tenant's keys, their scopes and its allow-list (the latest revision wins)."""
+        await store.access.apply(event, CONSUMER)
 
     async def on_tenant_settings_changed(event: TenantSettingsChanged) -> None:
         """The dialogue service owns k; analytics applies the same k to its figures."""
@@ -93,6 +98,7 @@ def register_handlers(consumer: Consumer, store: AnalyticsStore, marker_key: str
         await confirm_objection(broker, event, store=STORE_NAME, source=SOURCE, documents_deleted=deleted)
 
     consumer.on(Topics.TENANT_REGISTERED, TenantRegistered, on_tenant_registered)
+    consumer.on(Topics.TENANT_ACCESS_CHANGED, TenantAccessChanged, on_tenant_access_changed)
     consumer.on(Topics.TENANT_SETTINGS_CHANGED, TenantSettingsChanged, on_tenant_settings_changed)
     consumer.on(Topics.ERASURE_REQUESTED, ErasureRequested, erase_participant)
     consumer.on(Topics.DEVICE_ENROLLED, DeviceEnrolled, on_device_enrolled)

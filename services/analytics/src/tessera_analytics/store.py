@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from tessera_common.tenant_access import TenantAccessStore
 from tessera_common.postgres import Database, UnitOfWork
 
 #: The contributions' name in the data map (tessera_common.datamap): erasure and
@@ -139,6 +140,8 @@ _ONE_VALUE = {
 class AnalyticsStore:
     def __init__(self, database: Database) -> None:
         self.database = database
+        #: which keys open the tenant's routes (from the gateway's ``tenant-access-changed``)
+        self.access = TenantAccessStore(database, "analytics")
 
     def unit(self, tenant_id: str | None) -> UnitOfWork:
         return UnitOfWork(self.database, tenant_id)
@@ -169,9 +172,6 @@ class AnalyticsStore:
             )
         return applied is not None
 
-    async def api_key_hash(self, tenant_id: str) -> str | None:
-        async with self.unit(tenant_id) as uow:
-            return await uow.connection.fetchval("SELECT api_key_sha256 FROM tenants WHERE tenant_id = $1", tenant_id)
 
     async def min_group_size(self, tenant_id: str) -> int | None:
         async with self.unit(tenant_id) as uow:

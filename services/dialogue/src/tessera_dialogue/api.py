@@ -41,6 +41,7 @@ from tessera_common.events import (
     TenantSettingsChangedData,
     Topics,
 )
+from tessera_common.tenant_access import key_use_router
 from tessera_common.http import (
     IsoDatetime,
     StrictBody,
@@ -768,10 +769,11 @@ async def seal_legacy_texts(store: DialogueStore, answers: Answers, *, batch: in
 def build_router(store: DialogueStore, answers: Answers, gateway_public_key: str | None) -> APIRouter:
     router = APIRouter()
 
-    # The tenant's API key, or a console editor's or owner's assertion through the gateway.
-    tenant_key = tenant_caller(store.api_key_hash, gateway_public_key, AUDIENCE, ("owner", "editor"))
+    # One of the tenant's API keys (scope dialogues), or a console editor's or owner's assertion through the gateway.
+    tenant_key = tenant_caller(store.access, gateway_public_key, AUDIENCE, ("owner", "editor"), scope="dialogues")
 
     AuthorisedTenant = Annotated[str, Depends(tenant_key)]
+    router.include_router(key_use_router(store.access, gateway_public_key, AUDIENCE))
     CurrentParticipant = Annotated[Participant, Depends(participant_dependency(gateway_public_key, AUDIENCE))]
 
     async def tenant_dialogue(tenant_id: str, dialogue_id: str) -> dict[str, Any]:

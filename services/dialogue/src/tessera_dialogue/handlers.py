@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from tessera_common.consume import Consumer
 from tessera_common.broker import confirm_erasure
-from tessera_common.events import ErasureRequested, TenantRegistered, Topics
+from tessera_common.events import ErasureRequested, TenantAccessChanged, TenantRegistered, Topics
 from tessera_common.logs import get_logger
 from tessera_common.secrets import erased_marker
 from tessera_dialogue import domain
@@ -29,6 +29,10 @@ def register_handlers(consumer: Consumer, store: DialogueStore, marker_key: str)
             {"min_group_size": event.data.min_group_size, "pii_policy": domain.DEFAULT_PII_POLICY},
             event_id=event.id, consumer=CONSUMER,
         )
+
+    async def on_tenant_access_changed(event: TenantAccessChanged) -> None:
+        """The tenant's keys, their scopes and its allow-list (the latest revision wins)."""
+        await store.access.apply(event, CONSUMER)
 
     async def erase_participant(event: ErasureRequested) -> None:
         """Delete every answer of the participant (and their events still waiting in the
@@ -58,5 +62,6 @@ def register_handlers(consumer: Consumer, store: DialogueStore, marker_key: str)
                  scope="participant" if event.data.dialogue_id is None else "dialogue")
 
     consumer.on(Topics.TENANT_REGISTERED, TenantRegistered, on_tenant_registered)
+    consumer.on(Topics.TENANT_ACCESS_CHANGED, TenantAccessChanged, on_tenant_access_changed)
     consumer.on(Topics.ERASURE_REQUESTED, ErasureRequested, erase_participant)
     consumer.register()

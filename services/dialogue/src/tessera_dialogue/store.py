@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 
 from tessera_common.events import EventEnvelope, Topics, partition_key
+from tessera_common.tenant_access import TenantAccessStore
 from tessera_common.postgres import Database, UnitOfWork
 
 #: The answers table's name in the data map (tessera_common.datamap): erasure is
@@ -103,6 +104,8 @@ def _deleted(status: str) -> int:
 class DialogueStore:
     def __init__(self, database: Database) -> None:
         self.database = database
+        #: which keys open the tenant's routes (from the gateway's ``tenant-access-changed``)
+        self.access = TenantAccessStore(database, "dialogue")
 
     def unit(self, tenant_id: str | None) -> UnitOfWork:
         return UnitOfWork(self.database, tenant_id)
@@ -123,9 +126,6 @@ class DialogueStore:
                 tenant_id, api_key_sha256, defaults["min_group_size"], defaults["pii_policy"],
             )
 
-    async def api_key_hash(self, tenant_id: str) -> str | None:
-        async with self.unit(tenant_id) as uow:
-            return await uow.connection.fetchval("SELECT api_key_sha256 FROM tenants WHERE tenant_id = $1", tenant_id)
 
     async def tenant(self, tenant_id: str) -> dict[str, Any] | None:
         async with self.unit(tenant_id) as uow:

@@ -3,7 +3,6 @@
 
 
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
@@ -31,7 +30,7 @@ from tessera_common.http import (
     TenantIdPath,
     TENANT_API_KEY_PREFIX,
     BearerCredentials,
-    authorise_tenant,
+    api_key_caller,
     check_operator_key,
     errors,
     internal_caller,
@@ -48,6 +47,8 @@ from tessera_common.secrets import (
     secret_hash,
     split_secret_selector,
 )
+from tessera_common.tenant_access import AccessSource
+from tessera_enrolment.api_keys import ApiKeyStore
 from tessera_enrolment import codes, domain
 from tessera_enrolment.codes import CodeIn, CodeList, CodeOut
 from tessera_enrolment.console_api import INVITATION_LIFETIME, Email, invitation_url, new_invitation
@@ -215,22 +216,18 @@ def build_router(
     throttle: GuessThrottle,
     downstreams: dict[str, Downstream] | None = None,
     signing_key: str | None = None,
-    network_gate: Callable[[str, Request], Awaitable[None]] | None = None,
+    keys: AccessSource | None = None,
 ) -> APIRouter:
-    """``network_gate``: the tenant's IP allow-list for its API keys (console_api)."""
+    """``keys``: the tenant's API keys (api_keys.ApiKeyStore); its codes need the scope
+    ``codes``."""
     router = APIRouter()
     meter = metrics.get_meter("tessera.enrolment")
     attempts = meter.create_counter(
         "tessera_enrolment_attempts", unit="1", description="enrolment attempts by outcome"
     )
 
-    async def tenant_key(tenant_id: TenantIdPath, credentials: BearerCredentials, request: Request) -> str:
-        await authorise_tenant(require_bearer(credentials), tenant_id, store.api_key_hash)
-        if network_gate is not None:
-            await network_gate(tenant_id, request)
-        return tenant_id
-
-    AuthorisedTenant = Annotated[str, Depends(tenant_key)]
+    keys = keys or ApiKeyStore(store.database)
+    AuthorisedTenant = Annotated[str, Depends(api_key_caller(keys, "codes"))]
 
     @router.post("/v1/tenants", status_code=status.HTTP_201_CREATED, tags=["operator"])
     async def create_tenant(body: TenantIn, credentials: BearerCredentials, request: Request) -> TenantOut:

@@ -17,7 +17,8 @@ from tessera_common.postgres import migration_dirs
 from tessera_common.service import serve, service_app, wire
 from tessera_common.settings import ServiceSettings
 from tessera_enrolment.api import Downstream, GuessThrottle, build_internal_router, build_router
-from tessera_enrolment.console_api import ConsoleConfig, api_key_network_gate, build_console_router
+from tessera_enrolment.api_keys import ApiKeyStore
+from tessera_enrolment.console_api import ConsoleConfig, build_console_router
 from tessera_enrolment.console_domain import parse_console_key
 from tessera_enrolment.console_store import ConsoleStore
 from tessera_enrolment.handlers import CONSUMER, register_handlers
@@ -98,7 +99,7 @@ def create_app(
     wiring = wire(settings, migration_dirs("enrolment"), span_exporter)
     store = EnrolmentStore(wiring.database)
     console_store = ConsoleStore(wiring.database)
-    network_gate = api_key_network_gate(console_store)
+    keys = ApiKeyStore(wiring.database)
     register_handlers(wiring.consumer(CONSUMER), store)
     router = build_router(
         store,
@@ -106,7 +107,7 @@ def create_app(
         throttle=GuessThrottle(settings.enrol_failures_per_network, settings.enrol_failures_global),
         downstreams=downstreams,
         signing_key=settings.gateway_signing_key.get_secret_value() if settings.gateway_signing_key else None,
-        network_gate=network_gate,
+        keys=keys,
     )
 
     provisioner = None
@@ -119,7 +120,7 @@ def create_app(
         idle=timedelta(minutes=settings.console_idle_minutes), absolute=timedelta(hours=settings.console_absolute_hours),
         origin=settings.console_origin)
     credentials_router = build_kafka_credentials_router(
-        store, provisioner, settings.kafka_tenant_bootstrap_servers or settings.kafka_bootstrap_servers, network_gate)
+        store, provisioner, settings.kafka_tenant_bootstrap_servers or settings.kafka_bootstrap_servers, keys)
 
     async def close_downstreams() -> None:
         for downstream in downstreams.values():
@@ -131,7 +132,8 @@ def create_app(
         description="Tenants, opp codes and device enrolment; the gateway for mobile clients, which forwards "
                     "their dialogue and rights routes (documented here as the services behind it define them).",
         routers=[router, credentials_router, build_console_router(console_store, console, store, downstreams,
-                                      settings.gateway_signing_key.get_secret_value() if settings.gateway_signing_key else None),
+                                      settings.gateway_signing_key.get_secret_value() if settings.gateway_signing_key else None,
+                                      keys),
                  build_internal_router(store, settings.internal_token.get_secret_value()),
                  build_asyncapi_router()],
         on_stop=close_downstreams,

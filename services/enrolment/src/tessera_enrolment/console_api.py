@@ -18,6 +18,7 @@ session (the gateway), at ``/console/api/…``.
   participant data, token, password or code.
 """
 
+import asyncio
 import csv
 import io
 import ipaddress
@@ -45,6 +46,7 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
+from tessera_common.events import ApiKeyScope
 from tessera_common.http import StrictBody, errors, problem
 from tessera_common.identity import STAFF_ASSERTION_HEADER, Staff, sign_staff_assertion
 from tessera_common.logs import get_logger
@@ -60,6 +62,7 @@ from tessera_enrolment import codes, poster
 from tessera_enrolment import console_domain as domain
 from tessera_enrolment import domain as domain_codes
 from tessera_enrolment.codes import CodeIn, CodeList, CodeOut
+from tessera_enrolment.api_keys import MAX_ACTIVE_KEYS, ApiKeyStore, new_api_key
 from tessera_enrolment.console_store import ConsoleStore
 from tessera_enrolment.store import EnrolmentStore
 
@@ -176,6 +179,36 @@ def _contains(network: str, address: str | None) -> bool:
         return False
 
 
+class ApiKeyIn(StrictBody):
+    name: Name = Field(description="what the key is for, e.g. 'HR system'")
+    scopes: list[ApiKeyScope] = Field(min_length=1, max_length=5, description="what the key may open")
+
+    @field_validator("scopes")
+    @classmethod
+    def _once_each(cls, scopes: list[str]) -> list[str]:
+        return sorted(set(scopes))
+
+
+class ApiKeyOut(BaseModel):
+    key_id: str
+    name: str
+    scopes: list[str]
+    status: Literal["active", "revoked"]
+    created_at: datetime
+    created_by: str | None = Field(description="the account's address; none for the tenant's first key")
+    revoked_at: datetime | None
+    last_used_at: datetime | None = Field(description="to the minute, the latest over the gateway and every service")
+
+
+class ApiKeyList(BaseModel):
+    keys: list[ApiKeyOut]
+    last_use_complete: bool = Field(description="false when a service did not answer: a use there may be missing")
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="shown once; Tessera keeps only its hash")
+
+
 class PasskeyIn(StrictBody):
     name: Name = Field(description="what the person calls the device, e.g. 'work laptop'")
     credential: dict[str, Any] = Field(description="the answer of navigator.credentials.create(), as JSON")
@@ -277,9 +310,11 @@ _PASSED_BACK = ("content-type", "content-disposition", "retry-after", "location"
 
 
 def build_console_router(store: ConsoleStore, config: ConsoleConfig, enrolment: EnrolmentStore,
-                         downstreams: dict[str, Any] | None = None, signing_key: str | None = None) -> APIRouter:
+                         downstreams: dict[str, Any] | None = None, signing_key: str | None = None,
+                         keys: ApiKeyStore | None = None) -> APIRouter:
     """``downstreams``: the services behind the gateway by name (``client``, ``audience``)."""
     router = APIRouter(prefix="/console/api", tags=["console"])
+    keys = keys or ApiKeyStore(store.database)
     throttle = Throttle(config.failures_per_account, config.failures_per_network)
 
     def setup(email: str, secret: str) -> TotpSetup:
@@ -743,6 +778,76 @@ def build_console_router(store: ConsoleStore, config: ConsoleConfig, enrolment: 
             "allow_list_changed", datetime.now(UTC), session.account_id, request, networks=len(networks)))
         return AllowListOut(networks=await store.allow_list(session.tenant_id), your_address=address)
 
+    # --- API keys (owners) -------------------------------------------------------------
+
+    async def used_elsewhere(session: ConsoleSession) -> tuple[dict[str, datetime], bool]:
+        """When each key last opened a route of a service behind the gateway, the latest
+        over them all, and whether every service answered."""
+        if signing_key is None or not downstreams:
+            return {}, not downstreams
+
+        async def ask(downstream: Any) -> dict[str, datetime] | None:
+            headers = {STAFF_ASSERTION_HEADER: sign_staff_assertion(
+                signing_key, Staff(session.account_id, session.tenant_id, session.role), downstream.audience)}
+            try:
+                answer = await downstream.client.get(f"/v1/tenants/{session.tenant_id}/api-keys/use", headers=headers)
+                answer.raise_for_status()
+                return {k["key_id"]: datetime.fromisoformat(k["last_used_at"]) for k in answer.json()["keys"]}
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                log.warning("key_use_unavailable", audience=downstream.audience, error=type(exc).__name__)
+                return None
+
+        answers = await asyncio.gather(*(ask(d) for d in downstreams.values()))
+        latest: dict[str, datetime] = {}
+        for answer in answers:
+            for key_id, at in (answer or {}).items():
+                latest[key_id] = max(at, latest.get(key_id, at))
+        return latest, all(a is not None for a in answers)
+
+    def key_out(row: dict[str, Any], elsewhere: dict[str, datetime]) -> dict[str, Any]:
+        uses = [at for at in (row["last_used_at"], elsewhere.get(row["key_id"])) if at is not None]
+        return dict(key_id=row["key_id"], name=row["name"], scopes=sorted(row["scopes"]),
+                    status="revoked" if row["revoked_at"] else "active", created_at=row["created_at"],
+                    created_by=row["created_by"], revoked_at=row["revoked_at"],
+                    last_used_at=max(uses) if uses else None)
+
+    @router.get("/api-keys", responses=errors(401, 403))
+    async def list_api_keys(session: Current) -> ApiKeyList:
+        """The tenant's API keys, active first, each with its last use."""
+        role(session, "owner")
+        elsewhere, complete = await used_elsewhere(session)
+        return ApiKeyList(keys=[ApiKeyOut(**key_out(r, elsewhere)) for r in await keys.keys(session.tenant_id)],
+                          last_use_complete=complete)
+
+    @router.post("/api-keys", status_code=status.HTTP_201_CREATED, responses=errors(401, 403, 409))
+    async def create_api_key(body: ApiKeyIn, session: Changing, request: Request) -> ApiKeyCreated:
+        """A new key for the tenant's own systems, named and scoped; shown once. Needs a
+        fresh second factor."""
+        role(session, "owner")
+        fresh(session)
+        now = datetime.now(UTC)
+        key, key_sha256 = new_api_key(session.tenant_id)
+        row = {"key_id": new_id("k"), "name": body.name, "scopes": body.scopes, "key_sha256": key_sha256,
+               "created_at": now, "created_by": session.account_id}
+        if not await keys.create(session.tenant_id, row, activity(
+                "api_key_created", now, session.account_id, request, key_id=row["key_id"], scopes=body.scopes)):
+            raise problem(409, "too_many_api_keys", f"at most {MAX_ACTIVE_KEYS} keys may be active: revoke one first")
+        return ApiKeyCreated(**key_out({**row, "created_by": session.email, "revoked_at": None,
+                                        "last_used_at": None}, {}), key=key)
+
+    @router.delete("/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 403, 404))
+    async def revoke_api_key(key_id: Annotated[str, Path(pattern=r"^k_[A-Za-z0-9_-]{1,40}$")], session: Changing,
+                             request: Request) -> Response:
+        """Revoke a key: the gateway refuses it at once, the services once they apply the
+        change (within a second on a running platform). Revoking it again changes nothing."""
+        role(session, "owner")
+        now = datetime.now(UTC)
+        outcome = await keys.revoke(session.tenant_id, key_id, now, activity(
+            "api_key_revoked", now, session.account_id, request, key_id=key_id))
+        if outcome is None:
+            raise problem(404, "api_key_not_found", "this tenant has no such API key")
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
     # --- opp codes (owners and editors) ---------------------------------------------------
 
     CodePath = Annotated[str, StringConstraints(min_length=1, max_length=32)]
@@ -885,21 +990,6 @@ def build_console_router(store: ConsoleStore, config: ConsoleConfig, enrolment: 
                         headers={"Content-Disposition": 'attachment; filename="activity.csv"'})
 
     return router
-
-
-def api_key_network_gate(store: ConsoleStore):
-    """For the tenant's API-key routes on the gateway: 403 ``network_not_allowed`` (and
-    an entry in the activity log) for a request from outside the tenant's allow-list."""
-
-    async def check(tenant_id: str, request: Request) -> None:
-        if await store.network_allowed(tenant_id, request.client.host if request.client else None):
-            return
-        await store.log(tenant_id, {"action": "network_refused", "at": datetime.now(UTC), "account_id": None,
-                                    "network": _network(request),
-                                    "detail": {"path": request.url.path[:100], "credential": "api_key"}})
-        raise problem(403, "network_not_allowed", "this tenant does not allow its API keys from this network")
-
-    return check
 
 
 def new_invitation(tenant_id: str, email: str, role: str, invited_by: str | None,

@@ -268,6 +268,10 @@ class ConsoleStore:
                 "INSERT INTO console_allow_list (tenant_id, network, added_at) VALUES ($1, $2::cidr, $3)",
                 [(tenant_id, n, at) for n in networks])
             await _log(uow, tenant_id, activity)
+            # The services behind the gateway apply the same list to the tenant's keys.
+            from tessera_enrolment.api_keys import publish_access  # api_keys imports this module
+
+            await publish_access(uow, tenant_id)
 
     async def network_allowed(self, tenant_id: str, address: str | None) -> bool:
         """No list: every address. A list: the address must fall in one of its networks

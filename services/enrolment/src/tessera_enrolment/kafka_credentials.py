@@ -18,17 +18,14 @@ Order of changes, so that a failure leaves nothing half done:
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Response, status
 from pydantic import BaseModel, Field, StringConstraints
 
 from tessera_common.http import (
-    BearerCredentials,
     StrictBody,
-    TenantIdPath,
-    authorise_tenant,
+    api_key_caller,
     errors,
     problem,
-    require_bearer,
 )
 from tessera_common.kafka_access import (
     MECHANISM,
@@ -42,6 +39,8 @@ from tessera_common.kafka_access import (
 from tessera_common.events import Topics
 from tessera_common.logs import get_logger
 from tessera_common.secrets import new_id
+from tessera_common.tenant_access import AccessSource
+from tessera_enrolment.api_keys import ApiKeyStore
 from tessera_enrolment.store import EnrolmentStore
 
 log = get_logger(__name__)
@@ -97,18 +96,13 @@ def _out(row: dict) -> KafkaCredentialOut:
 
 
 def build_kafka_credentials_router(store: EnrolmentStore, admin: KafkaAccessAdmin | None,
-                                   tenant_bootstrap_servers: str, network_gate=None) -> APIRouter:
+                                   tenant_bootstrap_servers: str, keys: AccessSource | None = None) -> APIRouter:
     """``admin``: the provisioner's admin client (None where the broker has no
     authentication, where every route answers 503 ``kafka_credentials_unavailable``)."""
     router = APIRouter(tags=["tenant"])
 
-    async def tenant_key(tenant_id: TenantIdPath, credentials: BearerCredentials, request: Request) -> str:
-        await authorise_tenant(require_bearer(credentials), tenant_id, store.api_key_hash)
-        if network_gate is not None:
-            await network_gate(tenant_id, request)
-        return tenant_id
-
-    AuthorisedTenant = Annotated[str, Depends(tenant_key)]
+    # The tenant's systems that read its topic: keys with the scope streams.
+    AuthorisedTenant = Annotated[str, Depends(api_key_caller(keys or ApiKeyStore(store.database), "streams"))]
 
     def provisioner() -> KafkaAccessAdmin:
         if admin is None:

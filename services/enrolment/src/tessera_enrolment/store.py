@@ -21,6 +21,7 @@ from opentelemetry import propagate
 
 from tessera_common.events import DeviceEnrolled, Topics, TenantRegistered, partition_key
 from tessera_common.postgres import Database, UniqueViolation, UnitOfWork
+from tessera_enrolment.api_keys import initial_key, insert_key, publish_access
 
 #: The devices table's name in the data map (tessera_common.datamap): erasure is
 #: confirmed, and a participant's data is exported, under it.
@@ -54,7 +55,8 @@ class EnrolmentStore:
 
     async def add_tenant(self, tenant: dict[str, Any], event: TenantRegistered,
                          owner_invitation: dict[str, Any] | None = None) -> None:
-        """The tenant, its event and, when given, the console invitation of its first
+        """The tenant, its first API key, its events (``tenant-registered`` and its first
+        ``tenant-access-changed``) and, when given, the console invitation of its first
         owner (console_store's table), in one transaction."""
         async with self.unit(tenant["_id"]) as uow:
             await uow.connection.execute(
@@ -70,10 +72,9 @@ class EnrolmentStore:
                     owner_invitation["email"], owner_invitation["role"], owner_invitation["created_at"],
                     owner_invitation["expires_at"])
             await uow.publish(event, Topics.TENANT_REGISTERED, None, aggregatetype="tenant")
-
-    async def api_key_hash(self, tenant_id: str) -> str | None:
-        async with self.unit(tenant_id) as uow:
-            return await uow.connection.fetchval("SELECT api_key_sha256 FROM tenants WHERE tenant_id = $1", tenant_id)
+            await insert_key(uow, tenant["_id"], initial_key(tenant["_id"], tenant["api_key_sha256"],
+                                                             tenant["created_at"]))
+            await publish_access(uow, tenant["_id"])
 
     # --- codes -----------------------------------------------------------
 

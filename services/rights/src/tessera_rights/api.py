@@ -22,13 +22,13 @@ from opentelemetry import metrics
 from pydantic import BaseModel, Field, JsonValue, StringConstraints
 
 from tessera_common.crypto import new_data_key
+from tessera_common.tenant_access import key_use_router
 from tessera_common.http import (
     UNAUTHORISED_HEADERS,
     BearerCredentials,
     StrictBody,
     whole_number,
-    TenantIdPath,
-    authorise_tenant,
+    api_key_caller,
     tenant_caller,
     errors,
     internal_caller,
@@ -145,9 +145,8 @@ def build_tenant_key_router(store: RightsStore, epochs: KeyEpochs) -> APIRouter:
     fetched = meter.create_counter("tessera_rights_tenant_key_batches", unit="1",
                                    description="tenants' data-key batches, by outcome")
 
-    async def tenant_key(tenant_id: TenantIdPath, credentials: BearerCredentials) -> str:
-        await authorise_tenant(require_bearer(credentials), tenant_id, store.api_key_hash)
-        return tenant_id
+    # The tenant's systems that read its topic: keys with the scope streams.
+    tenant_key = api_key_caller(store.access, "streams")
 
     @router.post("/v1/tenants/{tenant_id}/data-keys:batchGet", tags=["tenant"])
     async def tenant_data_keys(tenant_id: Annotated[str, Depends(tenant_key)], body: TenantDataKeysIn,
@@ -434,8 +433,9 @@ def build_requests_router(desk: Desk, gateway_public_key: str | None, receipt_pu
         "tessera_rights_requests", unit="1", description="rights requests received, by kind and actor")
     CurrentParticipant = Annotated[Participant, Depends(participant_dependency(gateway_public_key, AUDIENCE))]
 
-    # The tenant's API key, or a console owner's or privacy officer's assertion.
-    tenant_key = tenant_caller(store.api_key_hash, gateway_public_key, AUDIENCE, ("owner", "privacy_officer"))
+    # One of the tenant's API keys (scope rights), or a console owner's or privacy officer's assertion.
+    tenant_key = tenant_caller(store.access, gateway_public_key, AUDIENCE, ("owner", "privacy_officer"), scope="rights")
+    router.include_router(key_use_router(store.access, gateway_public_key, AUDIENCE))
 
     AuthorisedTenant = Annotated[str, Depends(tenant_key)]
 

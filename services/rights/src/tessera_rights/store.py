@@ -38,6 +38,7 @@ from tessera_common.events import (
     Topics,
     partition_key,
 )
+from tessera_common.tenant_access import TenantAccessStore
 from tessera_common.postgres import Database, UnitOfWork
 from tessera_rights.domain import GENESIS_HASH, WrappedDataKey, chain_entry
 
@@ -214,6 +215,8 @@ class RightsUnit(UnitOfWork):
 class RightsStore:
     def __init__(self, database: Database) -> None:
         self.database = database
+        #: which keys open the tenant's routes (from the gateway's ``tenant-access-changed``)
+        self.access = TenantAccessStore(database, "rights")
 
     def unit(self, tenant_id: str | None) -> RightsUnit:
         return RightsUnit(self.database, tenant_id)
@@ -229,10 +232,6 @@ class RightsStore:
                 " ON CONFLICT (tenant_id) DO UPDATE SET api_key_sha256 = EXCLUDED.api_key_sha256",
                 event.tenant_id, event.data.api_key_sha256)
 
-    async def api_key_hash(self, tenant_id: str) -> str | None:
-        async with self.unit(tenant_id) as uow:
-            return await uow.connection.fetchval(
-                "SELECT api_key_sha256 FROM tenants WHERE tenant_id = $1", tenant_id)
 
     async def retention(self, tenant_id: str) -> dict[str, Any]:
         async with self.unit(tenant_id) as uow:
