@@ -134,10 +134,33 @@ async def test_an_owner_joins_signs_in_again_in_dutch_and_invites_a_colleague(ga
         await page.get_by_role("button", name=f"Intrekken: {display}").click()
         await expect(row).to_contain_text("ingetrokken")
 
+        # API keys: one for the HR system that may only handle codes, shown once, then revoked.
+        await page.get_by_role("link", name="API-sleutels").click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("API-sleutels")
+        await expect(page.locator("tbody tr")).to_have_count(1)  # the tenant's first key
+        await page.get_by_label("Naam", exact=True).fill("HR-systeem")
+        await page.get_by_label("Codes: opp-codes").check()
+        await page.get_by_role("button", name="Sleutel maken").click()
+        await expect(page.get_by_role("heading", name="Sleutel HR-systeem gemaakt")).to_be_visible()
+        key = await page.locator("#new-key").inner_text()
+        assert key.startswith(f"tak_{created.json()['tenant_id']}.")
+        codes_path = f"/v1/tenants/{created.json()['tenant_id']}/codes"
+        assert (await gateway.get(codes_path, headers={"Authorization": f"Bearer {key}"})).status_code == 200
+        hr = page.locator("tbody tr", has_text="HR-systeem")
+        await expect(hr).to_contain_text("Codes")
+        await accessible(page)
+        await shot(page, "console-keys-nl-1280")
+        page.once("dialog", lambda dialog: dialog.accept())
+        await page.get_by_role("button", name="Intrekken: HR-systeem").click()
+        await expect(page.locator("tbody tr", has_text="HR-systeem")).to_contain_text("ingetrokken")
+        assert (await gateway.get(codes_path, headers={"Authorization": f"Bearer {key}"})).status_code == 401
+        assert key not in await page.content()  # shown once: gone after the next view
+
         await page.get_by_role("link", name="Activiteit").click()
         await expect(page.get_by_role("heading", level=1)).to_have_text("Activiteit")
         actions = await page.locator("tbody tr td:nth-child(3)").all_inner_texts()
-        assert actions[:5] == ["code_revoked", "code_created", "invitation_created", "signed_in", "sign_in_failed"]
+        assert actions[:7] == ["api_key_revoked", "api_key_created", "code_revoked", "code_created",
+                               "invitation_created", "signed_in", "sign_in_failed"]
         await accessible(page)
         assert problems == []
     finally:

@@ -108,7 +108,9 @@ function renderNav() {
   if (["owner", "editor"].includes(session.role)) items.push(["dialogues", "nav.dialogues"], ["codes", "nav.codes"]);
   if (["owner", "editor", "analyst"].includes(session.role)) items.push(["figures", "nav.figures"]);
   if (["owner", "privacy_officer"].includes(session.role)) items.push(["rights", "nav.rights"]);
-  if (session.role === "owner") items.push(["team", "nav.team"], ["activity", "nav.activity"], ["settings", "nav.settings"]);
+  if (session.role === "owner") {
+    items.push(["team", "nav.team"], ["activity", "nav.activity"], ["keys", "nav.keys"], ["settings", "nav.settings"]);
+  }
   nav.replaceChildren(el("ul", {}, items.map(([name, key]) => el("li", {},
     el("a", { href: `#${name}`, text: t(key), "aria-current": view === name ? "page" : undefined })))));
   nav.hidden = false;
@@ -660,9 +662,57 @@ async function settings() {
   document.getElementById("networks").value = allow.networks.join("\n");
 }
 
+// --- API keys (owners): for the organisation's own systems ---------------------------------
+
+const SCOPES = ["dialogues", "figures", "rights", "codes", "streams"];
+
+async function apiKeys(made = null) {
+  const data = await api("GET", "/api-keys");
+  // The first key's name is the server's; the console says it in the reader's language.
+  const nameOf = (key) => (key.key_id === "k_initial" ? t("keys.initial") : key.name);
+  const rows = data.keys.map((key) => el("tr", {},
+    el("td", { text: nameOf(key) }),
+    el("td", { text: key.scopes.map((s) => t(`scope.${s}`)).join(", ") }),
+    el("td", { text: t(`status.${key.status}`) }),
+    el("td", { text: key.created_by ? `${date(key.created_at)} · ${key.created_by}` : date(key.created_at) }),
+    el("td", { text: key.last_used_at ? date(key.last_used_at) : t("keys.never") }),
+    el("td", {}, key.status === "active" ? el("button", { type: "button", class: "secondary", text: t("keys.revoke"),
+      "aria-label": `${t("keys.revoke")}: ${nameOf(key)}`, onclick: async () => {
+        if (!window.confirm(t("keys.revoke.confirm", { name: nameOf(key) }))) return;
+        await api("DELETE", `/api-keys/${key.key_id}`);
+        await apiKeys();
+        say(t("keys.revoked", { name: nameOf(key) }));
+      } }) : "")));
+  const shown = made ? el("div", { class: "once", role: "status" },
+    el("h2", { text: t("keys.made", { name: made.name }) }),
+    el("p", { text: t("keys.once") }),
+    el("p", {}, el("code", { class: "secret", id: "new-key", text: made.key })),
+    el("button", { type: "button", class: "secondary", text: t("keys.copy"), onclick: async () => {
+      await navigator.clipboard?.writeText(made.key);
+      say(t("keys.copied"));
+    } })) : "";
+  show(t("keys.title"), shown, el("p", { class: "hint", text: t("keys.hint") }),
+    data.last_use_complete ? "" : el("p", { class: "hint", text: t("keys.partial") }),
+    rows.length ? table([t("keys.name"), t("keys.scopes"), t("keys.status"), t("keys.created"), t("keys.used"),
+                         t("keys.actions")], rows) : el("p", { text: t("keys.none") }),
+    el("h2", { text: t("keys.new") }),
+    form(async (values) => {
+      const body = { name: (values.get("key-name") || "").trim(), scopes: values.getAll("scope") };
+      const created = await withFreshFactor(() => api("POST", "/api-keys", body));
+      await apiKeys(created);
+    },
+    field("key-name", "keys.name.label", { required: true, maxlength: 100, autocomplete: "off" }, "keys.name.hint"),
+    el("fieldset", { class: "field" }, el("legend", { text: t("keys.scopes") }),
+      SCOPES.map((s) => el("div", { class: "check" },
+        el("input", { type: "checkbox", id: `scope-${s}`, name: "scope", value: s }),
+        el("label", { for: `scope-${s}`, text: `${t(`scope.${s}`)}: ${t(`scope.${s}.hint`)}` })))),
+    el("button", { type: "submit", text: t("keys.submit") })));
+  if (made) document.getElementById("new-key")?.focus();
+}
+
 // --- routing -------------------------------------------------------------------------------
 
-const VIEWS = { home, team, activity, codes, dialogues, figures, rights, settings };
+const VIEWS = { home, team, activity, codes, dialogues, figures, rights, keys: apiKeys, settings };
 
 function go(name) {
   if (location.hash !== `#${name}`) history.pushState(null, "", `#${name}`);
