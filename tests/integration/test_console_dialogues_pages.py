@@ -5,6 +5,8 @@ phones answer it, and the answers (with their screening) and the figures appear.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import time
@@ -152,6 +154,16 @@ async def test_an_editor_writes_publishes_and_follows_a_dialogue(platform, base,
         await expect(page.get_by_role("row", name="South park 3")).to_be_visible()
         await accessible(page)
         await shot(page, "console-figures-en-1280")
+        # The figures as a spreadsheet: the same counts, nothing about fewer than k people.
+        async with page.expect_download() as download_info:
+            await page.get_by_role("button", name=f"Download as spreadsheet (CSV): {dialogue['title']}").click()
+        download = await download_info.value
+        assert download.suggested_filename == f"figures-{dialogue_id}.csv"
+        sheet = list(csv.reader(io.StringIO(Path(await download.path()).read_text(encoding="utf-8-sig"))))
+        assert sheet[0] == ["Question", "Answer", "People", "Note"]
+        assert [choice["prompt"], "North park", "3", ""] in sheet and [choice["prompt"], "South park", "3", ""] in sheet
+        assert [choice["prompt"], "(respondents)", "6", ""] in sheet
+        assert not any(why in str(sheet) for why in ("More shade", "06 12345678", "Paths", "Dogs"))  # counts only
 
         # The rights desk: an erasure on a participant's behalf, followed to its receipt.
         await page.get_by_role("link", name="Rights desk").click()

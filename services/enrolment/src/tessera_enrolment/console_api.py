@@ -280,6 +280,13 @@ class Throttle:
                 return max(1, int(stats.reset_time - datetime.now(UTC).timestamp()) + 1)
         return None
 
+    async def refuse_if_spent(self, account: str, network: str) -> None:
+        """429 ``too_many_attempts`` with ``Retry-After`` once either budget is spent."""
+        wait = await self.retry_after(account, network)
+        if wait is not None:
+            raise problem(429, "too_many_attempts", "too many failed sign-ins; wait and try again",
+                          {"Retry-After": str(wait)})
+
     async def failed(self, account: str, network: str) -> None:
         await self._limiter.hit(self._items["account"], "console-fail", "account", account)
         await self._limiter.hit(self._items["network"], "console-fail", "network", network)
@@ -484,10 +491,7 @@ def build_console_router(store: ConsoleStore, config: ConsoleConfig, enrolment: 
         """The address and password; the second factor follows (``next``). One answer for
         an unknown address and a wrong password."""
         network, address = _network(request), body.email.lower()
-        wait = await throttle.retry_after(address, network)
-        if wait is not None:
-            raise problem(429, "too_many_attempts", "too many failed sign-ins; wait and try again",
-                          {"Retry-After": str(wait)})
+        await throttle.refuse_if_spent(address, network)
         tenant_id = await store.tenant_of_email(address)
         account = await store.account_by_email(tenant_id, address) if tenant_id else None
         now = datetime.now(UTC)
@@ -524,10 +528,7 @@ def build_console_router(store: ConsoleStore, config: ConsoleConfig, enrolment: 
         if not await from_allowed_network(tenant_id, account_id, request):
             raise network_refused()
         network, address = _network(request), row["email"].lower()
-        wait = await throttle.retry_after(address, network)
-        if wait is not None:
-            raise problem(429, "too_many_attempts", "too many failed sign-ins; wait and try again",
-                          {"Retry-After": str(wait)})
+        await throttle.refuse_if_spent(address, network)
         account = await store.account(tenant_id, account_id)
         now = datetime.now(UTC)
         codes = None
@@ -728,10 +729,7 @@ def build_console_router(store: ConsoleStore, config: ConsoleConfig, enrolment: 
         if not await from_allowed_network(tenant_id, account_id, request):
             raise network_refused()
         network, address = _network(request), row["email"].lower()
-        wait = await throttle.retry_after(address, network)
-        if wait is not None:
-            raise problem(429, "too_many_attempts", "too many failed sign-ins; wait and try again",
-                          {"Retry-After": str(wait)})
+        await throttle.refuse_if_spent(address, network)
         challenge = await store.take_challenge(tenant_id, row["session_id"])
         keys = {k["credential_id"]: k for k in await store.passkeys(tenant_id, account_id)}
         origin, rp_id = relying_party(request)

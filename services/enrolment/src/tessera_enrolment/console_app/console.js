@@ -528,9 +528,40 @@ async function figures() {
   const sections = [];
   for (const summary of data.dialogues) {
     const f = await api("GET", `/analytics/dialogues/${summary.dialogue_id}/figures`);
-    sections.push(el("h2", { text: f.title }), ...f.questions.map((q) => figureOf(q, f.min_group_size)));
+    sections.push(el("h2", { text: f.title }),
+      el("button", { type: "button", class: "secondary", text: t("figures.csv"),
+                     "aria-label": `${t("figures.csv")}: ${f.title}`,
+                     onclick: () => downloadCsv(`figures-${f.dialogue_id}.csv`, figureRows(f)) }),
+      ...f.questions.map((q) => figureOf(q, f.min_group_size)));
   }
   show(t("figures.title"), ...sections);
+}
+
+// A dialogue's figures as a spreadsheet: one row per value of each question; a figure
+// about fewer than k people stays empty, with the reason beside it, as on the page.
+function figureRows(figures) {
+  const rows = [[t("figures.question"), t("figures.value"), t("figures.count"), t("figures.note")]];
+  for (const q of figures.questions) {
+    const respondents = q.respondents.suppressed ? "" : q.respondents.value;
+    rows.push([q.prompt, t("figures.respondents.column"), respondents,
+               q.respondents.suppressed ? t("figures.suppressed", { k: figures.min_group_size }) : ""]);
+    for (const c of q.choices || q.scale?.histogram || []) {
+      rows.push([q.prompt, c.label || c.key, c.suppressed ? "" : c.value,
+                 c.suppressed ? t("figures.suppressed", { k: figures.min_group_size }) : ""]);
+    }
+  }
+  return rows;
+}
+
+function downloadCsv(name, rows) {
+  // RFC 4180 quoting; a cell that a spreadsheet would run as a formula is quoted first.
+  const cell = (value) => {
+    let text = String(value ?? "");
+    if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;
+    return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+  };
+  const csv = rows.map((row) => row.map(cell).join(",")).join("\r\n") + "\r\n";
+  save(name, new Blob(["\ufeff", csv], { type: "text/csv;charset=utf-8" }));
 }
 
 function bar(share) {
@@ -560,7 +591,11 @@ function figureOf(question, k) {
 // --- the rights desk (owners and privacy officers, through the gateway to rights) ------------
 
 function download(name, data) {
-  const url = URL.createObjectURL(new Blob([JSON.stringify(data, null, 2)], { type: "application/json" }));
+  save(name, new Blob([JSON.stringify(data, null, 2)], { type: "application/json" }));
+}
+
+function save(name, blob) {
+  const url = URL.createObjectURL(blob);
   const link = el("a", { href: url, download: name });
   document.body.append(link);
   link.click();
