@@ -247,3 +247,33 @@ async def test_a_passkey_replaces_the_code_at_sign_in(gateway, base, browser) ->
     assert [(e["action"], e["detail"].get("factor")) for e in entries[:2]] == [
         ("signed_in", "passkey"), ("signed_out", None)]
     assert "passkey_added" in [e["action"] for e in entries]
+
+
+async def test_an_analyst_sees_figures_and_cannot_edit_a_dialogue(gateway, base, browser) -> None:
+    tenant = await gateway.post("/v1/tenants", json={"name": "Gemeente Cijfers", "region": "eu-west",
+                                                     "owner_email": f"o-{uuid4().hex[:8]}@gemeente.example"},
+                                headers={"Authorization": f"Bearer {OPERATOR_KEY}"})
+    owner = await join(gateway, tenant.json()["owner_invitation_url"])
+    made = await owner.call("POST", "/team/invitations", json={"email": f"a-{uuid4().hex[:8]}@gemeente.example",
+                                                               "role": "analyst"})
+    analyst = await join(gateway, made.json()["invitation_url"], name="Bo Analist")
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, locale="en-GB")
+    await context.add_cookies([{"name": "tessera_console", "value": analyst.cookie, "url": f"{base}/console/",
+                                "secure": True, "httpOnly": True, "sameSite": "Strict"}])
+    page = await context.new_page()
+    try:
+        await page.goto(f"{base}/console/")
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Bo Analist")
+        navigation = page.get_by_role("navigation")
+        await expect(navigation.get_by_role("link", name="Figures")).to_be_visible()
+        for hidden in ("Dialogues", "Codes", "Rights desk", "Team", "API keys", "Settings"):
+            await expect(navigation.get_by_role("link", name=hidden)).to_have_count(0)
+        # Typed into the address bar, the dialogues page says why and offers nothing to edit.
+        for view in ("#dialogues", "#codes", "#keys"):
+            await page.goto(f"{base}/console/{view}")
+            await expect(page.get_by_role("alert")).to_have_text("Your role does not allow this.")
+            await expect(page.get_by_role("button", name="New dialogue")).to_have_count(0)
+        await accessible(page)
+        assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    finally:
+        await context.close()
