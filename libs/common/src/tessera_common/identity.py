@@ -12,6 +12,7 @@ to another service and dead within a minute.
 from __future__ import annotations
 
 import base64
+import functools
 import time
 from dataclasses import dataclass
 from typing import get_args
@@ -77,12 +78,11 @@ def sign_assertion(
     }
     if participant.platform is not None and participant.form_factor is not None:
         claims.update(plt=participant.platform, ff=participant.form_factor)
-    key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(private_key_b64))
-    return jwt.encode(claims, key, algorithm="EdDSA")
+    return jwt.encode(claims, _private_key(private_key_b64), algorithm="EdDSA")
 
 
 def verify_assertion(public_key_b64: str, token: str, audience: str) -> Participant:
-    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64))
+    key = _public_key(public_key_b64)
     try:
         claims = jwt.decode(
             token,
@@ -104,6 +104,18 @@ def verify_assertion(public_key_b64: str, token: str, audience: str) -> Particip
         platform = form_factor = None  # absent (an older gateway) or not a known value
     return Participant(participant_id=claims["sub"], tenant_id=tenant_id, platform=platform,
                        form_factor=form_factor)
+
+
+# A key is parsed once per process, not per request: the gateway signs and each service
+# verifies an assertion on every participant call, and the parse was a tenth of that.
+@functools.lru_cache(maxsize=8)
+def _private_key(private_key_b64: str) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(base64.b64decode(private_key_b64))
+
+
+@functools.lru_cache(maxsize=8)
+def _public_key(public_key_b64: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64))
 
 
 def _b64(raw: bytes) -> str:
@@ -149,13 +161,12 @@ def sign_staff_assertion(private_key_b64: str, staff: Staff, audience: str, ttl_
     issued = int(now if now is not None else time.time())
     claims = {"iss": ISSUER, "aud": audience, "sub": staff.account_id, "tid": staff.tenant_id, "role": staff.role,
               "knd": STAFF_KIND, "iat": issued, "exp": issued + ttl_seconds, "jti": str(uuid4())}
-    key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(private_key_b64))
-    return jwt.encode(claims, key, algorithm="EdDSA")
+    return jwt.encode(claims, _private_key(private_key_b64), algorithm="EdDSA")
 
 
 def verify_staff_assertion(public_key_b64: str, token: str, audience: str) -> Staff:
     """A console account's assertion for ``audience``; a participant's is refused."""
-    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64))
+    key = _public_key(public_key_b64)
     try:
         claims = jwt.decode(token, key, algorithms=["EdDSA"], audience=audience, issuer=ISSUER,
                             options={"require": ["exp", "iat", "sub", "aud", "iss"]})

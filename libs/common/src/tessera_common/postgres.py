@@ -42,7 +42,7 @@ import asyncpg
 
 from tessera_common.events import EventEnvelope
 from tessera_common.logs import get_logger
-from tessera_common.outbox import insert_outbox
+from tessera_common.outbox import insert_outbox, trace_carrier
 
 log = get_logger(__name__)
 
@@ -208,6 +208,8 @@ class Outgoing:
     key: bytes | None
     aggregatetype: str
     aggregateid: str
+    #: the trace context of the code that wrote the event (the relay publishes in it)
+    headers: dict[str, str]
 
 
 class UnitOfWork:
@@ -224,6 +226,7 @@ class UnitOfWork:
         self._context: contextlib.AbstractAsyncContextManager[asyncpg.Connection] | None = None
         self.connection: asyncpg.Connection = None  # type: ignore[assignment]
         self.published = 0
+        self._pending: list[Outgoing] = []
 
     async def __aenter__(self) -> UnitOfWork:
         self._context = self._database.transaction(self.tenant_id)
@@ -233,9 +236,21 @@ class UnitOfWork:
     async def __aexit__(self, *exc_info: Any) -> bool | None:
         assert self._context is not None
         try:
+            if exc_info[0] is None and self._pending:
+                try:
+                    await self._write_pending()
+                except BaseException as error:  # the change and its events roll back together
+                    await self._context.__aexit__(type(error), error, error.__traceback__)
+                    raise
             return await self._context.__aexit__(*exc_info)
         finally:
             self.connection = None  # type: ignore[assignment]
+
+    async def _write_pending(self) -> None:
+        """The events published in this unit, into the outbox in one statement."""
+        pending, self._pending = self._pending, []
+        if pending:
+            await insert_outbox(self.connection, pending)
 
     async def publish(self, event: EventEnvelope, topic: str, key: bytes | None = None, *,
                       aggregatetype: str, aggregateid: str | None = None) -> None:
@@ -244,7 +259,8 @@ class UnitOfWork:
         ``aggregateid`` orders events: one aggregate's events are published in the
         order they were written (default: the partition key, else the event's subject)."""
         aggregate = aggregateid or (key.decode() if key is not None else event.subject or event.id)
-        await insert_outbox(self.connection, Outgoing(event, topic, key, aggregatetype, aggregate))
+        # Written with the unit's other events just before it commits: one round trip.
+        self._pending.append(Outgoing(event, topic, key, aggregatetype, aggregate, trace_carrier()))
         self.published += 1
 
     async def discard_pending(self, key: bytes) -> int:
@@ -252,6 +268,7 @@ class UnitOfWork:
         erasure leaves nothing of the participant in this database, and an event about
         data that is gone must not be published after it (a relay pass that holds them
         now finishes first: the delete waits for its lock)."""
+        await self._write_pending()  # what this unit published so far is deleted too
         status = await self.connection.execute("DELETE FROM outbox WHERE key = $1", key.decode())
         return int(status.split()[-1])
 

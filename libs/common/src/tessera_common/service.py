@@ -115,7 +115,12 @@ def service_app(
     async def store_ready() -> bool:
         return await wiring.database.ping()
 
-    app = FastAPI(title=title, description=description, version="1", lifespan=lifespan)
+    # FastAPI's own telemetry (0.16x) is off: the OpenTelemetry instrumentation below
+    # already traces and measures every request, with paths and addresses scrubbed;
+    # FastAPI's would put the raw path in spans and count every request a second time
+    # (it turns itself on as soon as a global meter provider exists, as ours does).
+    app = FastAPI(title=title, description=description, version="1", lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.wiring = wiring
     install_common(app, settings.max_body_bytes, {"broker": broker_ready, "store": store_ready})
     for router in routers:

@@ -73,7 +73,34 @@ class _Stale(Exception):
     """What a write was based on changed since it was read: roll back, re-read."""
 
 
-def _with_id(row: asyncpg.Record, id_column: str) -> dict[str, Any]:
+def _columns(listed: str) -> list[str]:
+    return [c.strip() for c in listed.split(",")]
+
+
+#: (prefix, columns) of what answer_context reads: the dialogue, the answer, the tenant.
+_CONTEXT_PARTS = (
+    ("d_", _columns(DIALOGUE_COLUMNS)),
+    ("a_", [*_columns(ANSWER_COLUMNS), "idempotency_key", "fingerprint"]),
+    ("t_", ["tenant_id", "min_group_size", "pii_policy", "revision"]),
+)
+_ANSWER_CONTEXT = (
+    "SELECT " + ", ".join(f"{prefix[0]}.{c} AS {prefix}{c}" for prefix, columns in _CONTEXT_PARTS for c in columns)
+    + " FROM (SELECT $1::text AS tenant_id) k"
+    " LEFT JOIN dialogues d ON d.tenant_id = k.tenant_id AND d.dialogue_id = $2"
+    " LEFT JOIN answers a ON a.tenant_id = k.tenant_id AND a.answer_id = $3"
+    " LEFT JOIN tenants t ON t.tenant_id = k.tenant_id"
+)
+
+
+def _part(row: asyncpg.Record, prefix: str, columns: list[str]) -> dict[str, Any] | None:
+    """One table's columns of a joined row, or None where the join found no row (its
+    first column, the key, is null)."""
+    if row[prefix + columns[0]] is None:
+        return None
+    return {c: row[prefix + c] for c in columns}
+
+
+def _with_id(row: asyncpg.Record | dict[str, Any], id_column: str) -> dict[str, Any]:
     record = dict(row)
     record["_id"] = record.pop(id_column)
     return record
@@ -245,21 +272,12 @@ class DialogueStore:
     ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None]:
         """What an answer is checked against before it is written, in one unit of work:
         the dialogue, the answer as it stands (if any) and the tenant's settings. Every
-        answer reads these; one transaction instead of three halves its round trips.
+        answer reads these: one statement (one snapshot, one round trip) with each part's
+        columns under its own prefix.
         The write re-checks what matters (versions) in its own transaction."""
         async with self.unit(tenant_id) as uow:
-            dialogue = await uow.connection.fetchrow(
-                f"SELECT {DIALOGUE_COLUMNS} FROM dialogues WHERE tenant_id = $1 AND dialogue_id = $2",
-                tenant_id, dialogue_id,
-            )
-            answer = None if answer_id is None else await uow.connection.fetchrow(
-                f"SELECT {ANSWER_COLUMNS}, idempotency_key, fingerprint FROM answers"
-                " WHERE tenant_id = $1 AND answer_id = $2",
-                tenant_id, answer_id,
-            )
-            tenant = await uow.connection.fetchrow(
-                "SELECT tenant_id, min_group_size, pii_policy, revision FROM tenants WHERE tenant_id = $1", tenant_id
-            )
+            row = await uow.connection.fetchrow(_ANSWER_CONTEXT, tenant_id, dialogue_id, answer_id)
+        dialogue, answer, tenant = (_part(row, prefix, columns) for prefix, columns in _CONTEXT_PARTS)
         return (_dialogue(dialogue) if dialogue is not None else None,
                 _answer(answer) if answer is not None else None,
                 _with_id(tenant, "tenant_id") if tenant is not None else None)

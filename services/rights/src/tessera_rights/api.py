@@ -102,7 +102,7 @@ class KeyHold(BaseModel):
     seconds: int
 
 
-def key_hold(
+async def key_hold(  # async: a plain def would cost every key request a thread hop
     holder: Annotated[HolderId | None, Header(
         alias="Tessera-Key-Holder",
         description="sent by a caller that caches the keys it gets: its process's ID, so an erasure knows whom "
