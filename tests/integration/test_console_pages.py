@@ -275,5 +275,6 @@ async def test_an_analyst_sees_figures_and_cannot_edit_a_dialogue(gateway, base,
             await expect(page.get_by_role("button", name="New dialogue")).to_have_count(0)
         await accessible(page)
         assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        await shot(page, "console-analyst-refused-en-390")
     finally:
         await context.close()
