@@ -15,7 +15,6 @@ import io
 import unicodedata
 
 import segno
-from fpdf import FPDF
 
 WORDS = {
     "en": {"title": "Join our dialogue", "how": "Scan the QR code with your phone's camera, or open",
@@ -46,6 +45,10 @@ def _latin1(text: str) -> str:
 
 
 def poster_pdf(organisation: str, code_display: str, link: str, language: str = "en") -> bytes:
+    # Imported here: fpdf2 takes a second to import, which every gateway process would
+    # pay at start for the rare poster.
+    from fpdf import FPDF
+
     words = WORDS.get(language, WORDS["en"])
     pdf = FPDF(format="A4")
     pdf.set_title(_latin1(f"{organisation}: {code_display}"))
