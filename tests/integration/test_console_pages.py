@@ -156,6 +156,23 @@ async def test_an_owner_joins_signs_in_again_in_dutch_and_invites_a_colleague(ga
         assert (await gateway.get(codes_path, headers={"Authorization": f"Bearer {key}"})).status_code == 401
         assert key not in await page.content()  # shown once: gone after the next view
 
+        # The same page on a phone in Danish and in English: translated, no sideways
+        # scroll, and the form reachable by keyboard from the name to every scope.
+        await page.set_viewport_size({"width": 390, "height": 844})
+        for language, heading, name_label, first_scope in (
+                ("da", "API-nøgler", "Navn", "Dialoger: dialoger, svar og indstillinger"),
+                ("en", "API keys", "Name", "Dialogues: dialogues, answers and settings")):
+            await page.locator("#language").select_option(language)
+            await expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+            await page.get_by_label(name_label, exact=True).focus()
+            await page.keyboard.press("Tab")
+            await expect(page.get_by_label(first_scope)).to_be_focused()
+            assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+            await accessible(page)
+            await shot(page, f"console-keys-{language}-390")
+        await page.locator("#language").select_option("nl")
+        await page.set_viewport_size({"width": 1280, "height": 900})
+
         await page.get_by_role("link", name="Activiteit").click()
         await expect(page.get_by_role("heading", level=1)).to_have_text("Activiteit")
         actions = await page.locator("tbody tr td:nth-child(3)").all_inner_texts()

@@ -179,3 +179,16 @@ def test_a_whole_number_is_documented_as_an_integer_with_its_bounds():
     properties = _Count.model_json_schema()["properties"]
     assert properties["count"] == {"title": "Count", "type": "integer", "minimum": -10, "maximum": 10}
     assert properties["optional"]["anyOf"][0] == {"type": "integer", "minimum": 1, "maximum": 10}
+
+
+def test_the_allow_list_check_takes_ipv4_mapped_addresses_and_refuses_what_is_no_address() -> None:
+    import ipaddress
+
+    from tessera_common.tenant_access import address_allowed
+
+    office = [ipaddress.ip_network("203.0.113.0/24"), ipaddress.ip_network("2001:db8::/32")]
+    assert address_allowed([], "198.51.100.9") and address_allowed([], None)  # no list: anywhere
+    assert address_allowed(office, "203.0.113.50") and address_allowed(office, "2001:db8::5")
+    assert address_allowed(office, "::ffff:203.0.113.50")  # a dual-stack socket's IPv4
+    for outside in ("198.51.100.9", "::ffff:198.51.100.9", "2001:db9::1", "testclient", "", None):
+        assert not address_allowed(office, outside), outside

@@ -18,7 +18,6 @@ key (``tenant-registered``'s hash) opens everything, as it did, until the first
 from __future__ import annotations
 
 import ipaddress
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from opentelemetry import metrics
 from pydantic import BaseModel, Field
 
 from tessera_common.events import ApiKeyScope, TenantAccessChanged
+from tessera_common.http import staff_caller
 from tessera_common.logs import get_logger
 from tessera_common.netaddr import truncate_ip
 from tessera_common.postgres import Database, UnitOfWork
@@ -60,17 +60,23 @@ class Access:
     networks: tuple[Network, ...]
 
     def allows_address(self, address: str | None) -> bool:
-        """No list: any address. A list: the address must fall in one of its networks (an
-        address that is not an IP, such as a test client's name, falls in none)."""
-        if not self.networks:
-            return True
-        try:
-            ip = ipaddress.ip_address(address or "")
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip.version == network.version and ip in network for network in self.networks)
+        return address_allowed(self.networks, address)
+
+
+def address_allowed(networks: Sequence[Network], address: str | None) -> bool:
+    """The one allow-list check (console sessions, the gateway's and every service's API
+    keys). No list: any address. A list: the address must fall in one of its networks
+    (an IPv4 address arriving IPv6-mapped counts as itself; an address that is not an
+    IP, such as a test client's name, falls in none)."""
+    if not networks:
+        return True
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == network.version and ip in network for network in networks)
 
 
 class AccessSource(Protocol):
@@ -131,7 +137,7 @@ class TenantAccessStore:
                 " ON CONFLICT (tenant_id) DO UPDATE SET revision = EXCLUDED.revision,"
                 " api_keys = EXCLUDED.api_keys, networks = EXCLUDED.networks"
                 " WHERE tenant_access.revision < EXCLUDED.revision RETURNING 1",
-                event.tenant_id, data.revision, json.dumps(keys), list(networks_of(data.networks)),
+                event.tenant_id, data.revision, keys, list(networks_of(data.networks)),
             )
         return applied is not None
 
@@ -146,7 +152,7 @@ class TenantAccessStore:
             if row["api_key_sha256"] is None:
                 return None
             return Access({row["api_key_sha256"]: Grant(INITIAL_KEY_ID, ALL_SCOPES)}, ())
-        keys = {k["key_sha256"]: Grant(k["key_id"], frozenset(k["scopes"])) for k in json.loads(row["api_keys"])}
+        keys = {k["key_sha256"]: Grant(k["key_id"], frozenset(k["scopes"])) for k in row["api_keys"]}
         return Access(keys, tuple(row["networks"]))
 
     async def key_used(self, tenant_id: str, key_id: str) -> None:
@@ -186,8 +192,6 @@ def key_use_router(store: TenantAccessStore, gateway_public_key: str | None, aud
     """``GET /v1/tenants/{tenant_id}/api-keys/use``: when each of the tenant's keys last
     opened this service's routes. For the console's owners only (a staff assertion with
     the role owner); the console shows the latest over every service."""
-    from tessera_common.http import staff_caller
-
     router = APIRouter()
     owner = staff_caller(gateway_public_key, audience, ("owner",))
 

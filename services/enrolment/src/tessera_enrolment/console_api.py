@@ -47,6 +47,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from tessera_common.events import ApiKeyScope
+from tessera_common.tenant_access import address_allowed
 from tessera_common.http import StrictBody, errors, problem
 from tessera_common.identity import STAFF_ASSERTION_HEADER, Staff, sign_staff_assertion
 from tessera_common.logs import get_logger
@@ -170,13 +171,6 @@ class AllowListIn(StrictBody):
 class AllowListOut(BaseModel):
     networks: list[str]
     your_address: str | None = Field(description="the address this request came from, as the gateway sees it")
-
-
-def _contains(network: str, address: str | None) -> bool:
-    try:
-        return ipaddress.ip_address(address or "") in ipaddress.ip_network(network)
-    except ValueError:
-        return False
 
 
 class ApiKeyIn(StrictBody):
@@ -519,16 +513,22 @@ def build_console_router(store: ConsoleStore, config: ConsoleConfig, enrolment: 
         set_cookie(response, token)
         return SignInNext(next=next_step, totp_setup=totp_setup)
 
+    async def after_password(token: str | None, request: Request) -> tuple[dict[str, Any], str, str]:
+        """The half-open session of a second-factor step (code or passkey), from an allowed
+        network, with budget left: the session, the network and the address throttled."""
+        row = await load_session(token, full=False)
+        if not await from_allowed_network(row["tenant_id"], row["account_id"], request):
+            raise network_refused()
+        network, address = _network(request), row["email"].lower()
+        await throttle.refuse_if_spent(address, network)
+        return row, network, address
+
     @router.post("/sign-in/factor", responses=errors(401, 422, 429))
     async def second_factor(body: FactorIn, request: Request, response: Response,
                             tessera_console: Annotated[str | None, Cookie()] = None) -> SignedIn:
         """A TOTP code (``code``) or an unused recovery code (``recovery_code``)."""
-        row = await load_session(tessera_console, full=False)
+        row, network, address = await after_password(tessera_console, request)
         tenant_id, account_id = row["tenant_id"], row["account_id"]
-        if not await from_allowed_network(tenant_id, account_id, request):
-            raise network_refused()
-        network, address = _network(request), row["email"].lower()
-        await throttle.refuse_if_spent(address, network)
         account = await store.account(tenant_id, account_id)
         now = datetime.now(UTC)
         codes = None
@@ -724,12 +724,8 @@ def build_console_router(store: ConsoleStore, config: ConsoleConfig, enrolment: 
     async def passkey_sign_in(body: PasskeyAnswerIn, request: Request,
                               tessera_console: Annotated[str | None, Cookie()] = None) -> SignedIn:
         """The second factor with a passkey instead of a code."""
-        row = await load_session(tessera_console, full=False)
+        row, network, address = await after_password(tessera_console, request)
         tenant_id, account_id = row["tenant_id"], row["account_id"]
-        if not await from_allowed_network(tenant_id, account_id, request):
-            raise network_refused()
-        network, address = _network(request), row["email"].lower()
-        await throttle.refuse_if_spent(address, network)
         challenge = await store.take_challenge(tenant_id, row["session_id"])
         keys = {k["credential_id"]: k for k in await store.passkeys(tenant_id, account_id)}
         origin, rp_id = relying_party(request)
@@ -769,8 +765,9 @@ def build_console_router(store: ConsoleStore, config: ConsoleConfig, enrolment: 
         role(session, "owner")
         fresh(session)
         address = request.client.host if request.client else None
-        networks = [str(n) for n in body.parsed()]
-        if networks and not any(_contains(n, address) for n in networks):
+        parsed = body.parsed()
+        networks = [str(n) for n in parsed]
+        if not address_allowed(parsed, address):  # the same check the list will get
             raise problem(409, "would_lock_you_out", "the list must include the network you are on now")
         await store.set_allow_list(session.tenant_id, networks, datetime.now(UTC), activity(
             "allow_list_changed", datetime.now(UTC), session.account_id, request, networks=len(networks)))

@@ -7,12 +7,12 @@ through the migration's ``SECURITY DEFINER`` functions, which return the tenant 
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from datetime import datetime
 from typing import Any
 
 from tessera_common.postgres import Database, UnitOfWork
+from tessera_common.tenant_access import address_allowed
 
 
 class ConsoleStore:
@@ -274,18 +274,10 @@ class ConsoleStore:
             await publish_access(uow, tenant_id)
 
     async def network_allowed(self, tenant_id: str, address: str | None) -> bool:
-        """No list: every address. A list: the address must fall in one of its networks
-        (an address that is not an IP, such as a test client's name, falls in none)."""
         async with self.unit(tenant_id) as uow:
             rows = await uow.connection.fetch(
                 "SELECT network FROM console_allow_list WHERE tenant_id = $1", tenant_id)
-        if not rows:
-            return True
-        try:
-            ip = ipaddress.ip_address(address or "")
-        except ValueError:
-            return False
-        return any(ip in r["network"] for r in rows)
+        return address_allowed([r["network"] for r in rows], address)
 
     # --- activity ----------------------------------------------------------------
 
