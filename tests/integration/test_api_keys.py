@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import pytest
 
@@ -14,7 +15,14 @@ from support.apps import bearer, client_from, tenant_known_to_dialogue, tenant_k
 from support.console import Person, join, new_tenant
 from support.db import execute, fetchval
 from support.kafka import eventually, produce
-from tessera_common.events import ApiKeyGrant, TenantAccessChanged, TenantAccessChangedData, Topics
+from tessera_common.events import (
+    ApiKeyGrant,
+    TenantAccessChanged,
+    TenantAccessChangedData,
+    TenantRegistered,
+    TenantRegisteredData,
+    Topics,
+)
 from tessera_common.secrets import secret_hash
 
 pytestmark = pytest.mark.connected
@@ -203,3 +211,35 @@ async def test_the_allow_list_holds_the_keys_on_every_service(platform, stack) -
         async with client_from(platform.analytics_app, "198.51.100.9") as outside:
             return (await outside.get(paths(tenant)["figures"], headers=bearer(tenant["api_key"]))).status_code == 200
     await eventually(open_again, timeout=30)
+
+
+async def test_a_key_opens_a_service_only_once_the_service_has_the_tenants_registration(platform, stack) -> None:
+    """The access event travels on its own topic and may arrive before
+    ``tenant-registered``; until the registration is there the key opens nothing (a
+    dialogue written then would refer to a tenant the service does not have)."""
+    tenant_id = f"t_early{uuid4().hex[:12]}"
+    key = f"tak_{tenant_id}.{uuid4().hex}{uuid4().hex}"
+    grant = ApiKeyGrant(key_id="k_initial", key_sha256=secret_hash(key), scopes=["dialogues"])
+    early = TenantAccessChanged(source="tessera/enrolment", subject=tenant_id, tenant_id=tenant_id,
+                                data=TenantAccessChangedData(revision=1, networks=[], api_keys=[grant]))
+    await produce(stack.kafka, Topics.TENANT_ACCESS_CHANGED, early.model_dump_json().encode(),
+                  key=tenant_id.encode())
+    dialogue_database = platform.dialogue_app.state.wiring.settings.database_owner_url.get_secret_value()
+
+    async def taken_in():
+        return await fetchval(dialogue_database, "SELECT 1 FROM inbox WHERE event_id = $1", early.id)
+    await eventually(taken_in, timeout=30)
+    dialogues = f"/v1/tenants/{tenant_id}/dialogues"
+    refused = await platform.dialogue.get(dialogues, headers=bearer(key))
+    assert (refused.status_code, refused.json()["detail"]["code"]) == (401, "invalid_api_key")
+
+    registered = TenantRegistered(source="tessera/enrolment", subject=tenant_id, tenant_id=tenant_id,
+                                  data=TenantRegisteredData(region="eu-west", api_key_sha256=secret_hash(key)))
+    await produce(stack.kafka, Topics.TENANT_REGISTERED, registered.model_dump_json().encode())
+
+    async def opens():
+        return (await platform.dialogue.get(dialogues, headers=bearer(key))).status_code == 200
+    await eventually(opens, timeout=30)
+    made = await platform.dialogue.post(dialogues, headers=bearer(key), json={"title": "Early", "questions": [
+        {"kind": "open_text", "prompt": "Why?"}]})
+    assert made.status_code == 201, made.text

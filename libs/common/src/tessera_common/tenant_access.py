@@ -143,9 +143,12 @@ class TenantAccessStore:
 
     async def access(self, tenant_id: str) -> Access | None:
         async with UnitOfWork(self.database, tenant_id) as uow:
+            # From the tenant's registration on, never before it: the access event may
+            # arrive first (another topic), and the service's routes need the tenant's row
+            # (a dialogue refers to it).
             row = await uow.connection.fetchrow(
                 "SELECT a.api_keys, a.networks, t.api_key_sha256 FROM tenants t"
-                " FULL JOIN tenant_access a USING (tenant_id) WHERE tenant_id = $1", tenant_id)
+                " LEFT JOIN tenant_access a USING (tenant_id) WHERE t.tenant_id = $1", tenant_id)
         if row is None:
             return None
         if row["api_keys"] is None:  # registered, no access state yet: its first key opens all
